@@ -1,0 +1,93 @@
+"""The token-bucket arithmetic: pure integer functions of (state, now).
+
+A bucket is kept as a GCRA "theoretical arrival time" ``tat``: the instant at
+which the bucket would be full again. Times are integers in *units*:
+``limit.units_per_ns`` units make a nanosecond and one token costs
+``limit.token_units`` units, so the emission interval ``period_ns / tokens``
+is exact however the two divide (both are reduced by their gcd).
+
+Derivation. With ``debt = max(tat, now) - now`` (how far the bucket is below
+full), the bucket holds ``(capacity - debt) / token_units`` tokens. Taking
+``cost`` tokens is allowed iff ``debt + cost * token_units <= capacity``, and
+then ``tat' = max(tat, now) + cost * token_units``. Nothing is ever rounded
+into the state, so fractions of a token carry over; time running backwards
+only increases the debt, never hands out tokens.
+
+Every function here takes ``now`` (integer nanoseconds) and reads no clock.
+
+>>> from bucketcore.limit import Limit
+>>> limit = Limit(2, 1.0)                      # 2 per second, burst 2
+>>> step = evaluate(limit, None, now_ns=0, cost=2)
+>>> step.allowed, step.remaining, step.reset_ns
+(True, 0, 1000000000)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from bucketcore.limit import Limit
+
+__all__ = ["NEVER", "Step", "evaluate", "is_full", "refunded"]
+
+NEVER = -1
+"""``Step.retry_ns`` when the cost exceeds the burst: no wait is long enough."""
+
+
+class Step(NamedTuple):
+    """What one limit says about one call at one instant."""
+
+    allowed: bool
+    tat: int  # the state to store when the whole call is allowed
+    remaining: int  # whole tokens left (after the call if allowed, else now)
+    retry_ns: int  # 0 when allowed, NEVER when cost > burst
+    reset_ns: int  # until full, after the call if allowed, else from now
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def evaluate(limit: Limit, tat: int | None, now_ns: int, cost: int) -> Step:
+    """Decide ``cost`` tokens against a bucket whose state is ``tat``.
+
+    ``tat`` is ``None`` for a bucket that is not stored (a full one).
+
+    >>> evaluate(Limit(1, 10.0), 0, now_ns=0, cost=1).allowed
+    True
+    """
+    units = limit.units_per_ns
+    now = now_ns * units
+    start = now if tat is None or tat < now else tat
+    after = start + cost * limit.token_units
+    debt = after - now
+    capacity = limit.capacity_units
+    if debt <= capacity:
+        return Step(True, after, (capacity - debt) // limit.token_units, 0, _ceil_div(debt, units))
+    debt_now = start - now
+    retry = NEVER if cost * limit.token_units > capacity else _ceil_div(debt - capacity, units)
+    return Step(
+        False, start, (capacity - debt_now) // limit.token_units, retry, _ceil_div(debt_now, units)
+    )
+
+
+def refunded(limit: Limit, tat: int | None, now_ns: int, tokens: int) -> int | None:
+    """The state after giving ``tokens`` back, or ``None`` when that fills it.
+
+    >>> refunded(Limit(2, 1.0), 1_000_000_000, now_ns=0, tokens=1)
+    500000000
+    """
+    now = now_ns * limit.units_per_ns
+    if tat is None:
+        return None
+    tat -= tokens * limit.token_units
+    return None if tat <= now else tat
+
+
+def is_full(limit: Limit, tat: int, now_ns: int) -> bool:
+    """True when the bucket has refilled completely (and may be forgotten).
+
+    >>> is_full(Limit(1, 1.0), 5, now_ns=5)
+    True
+    """
+    return tat <= now_ns * limit.units_per_ns

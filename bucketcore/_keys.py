@@ -1,0 +1,83 @@
+"""Validation and canonical forms of user keys and costs.
+
+A key is ``str`` (stored as its UTF-8 bytes) or ``bytes``, at most 4096
+bytes. ``"alice"`` and ``b"alice"`` are the same key on every backend.
+
+>>> canonical_key(b"alice") == canonical_key("alice")
+True
+"""
+
+from __future__ import annotations
+
+from bucketcore.errors import ConfigurationError
+
+__all__ = ["MAX_KEY_BYTES", "canonical_key", "check_cost", "check_key", "key_bytes"]
+
+MAX_KEY_BYTES = 4096
+
+Key = str | bytes
+
+
+def check_key(key: object) -> None:
+    """Raise ``ConfigurationError`` unless ``key`` is a valid key.
+
+    >>> check_key("user:42")
+    """
+    kind = type(key)
+    if kind is str:
+        if key.isascii() and len(key) <= MAX_KEY_BYTES:  # type: ignore[attr-defined,arg-type]
+            return
+        key_bytes(key)  # type: ignore[arg-type]
+    elif kind is bytes:
+        if len(key) > MAX_KEY_BYTES:  # type: ignore[arg-type]
+            raise ConfigurationError(f"key is {len(key)} bytes, more than {MAX_KEY_BYTES}")  # type: ignore[arg-type]
+    else:
+        raise ConfigurationError(f"key must be str or bytes, got {type(key).__name__}")
+
+
+def key_bytes(key: Key) -> bytes:
+    """The stored form of a valid key: its UTF-8 bytes.
+
+    >>> key_bytes("é")
+    b'\\xc3\\xa9'
+    """
+    if type(key) is bytes:
+        data = key
+    else:
+        try:
+            data = key.encode("utf-8")  # type: ignore[union-attr]
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError(f"key is not valid Unicode: {key!r}") from exc
+    if len(data) > MAX_KEY_BYTES:
+        raise ConfigurationError(f"key is {len(data)} bytes, more than {MAX_KEY_BYTES}")
+    return data
+
+
+def canonical_key(key: Key) -> Key:
+    """The in-memory form: a ``str`` whenever the key is valid UTF-8.
+
+    Bytes that are not UTF-8 stay bytes, and no str equals them, so the
+    mapping is one-to-one.
+
+    >>> canonical_key(b"\\xff")
+    b'\\xff'
+    """
+    if type(key) is bytes:
+        try:
+            return key.decode("utf-8")
+        except UnicodeDecodeError:
+            return key
+    return key
+
+
+def check_cost(cost: object, what: str = "cost") -> int:
+    """Raise ``ConfigurationError`` unless ``cost`` is an int >= 1.
+
+    >>> check_cost(3)
+    3
+    """
+    if type(cost) is not int:
+        raise ConfigurationError(f"{what} must be an int, got {cost!r}")
+    if cost < 1:
+        raise ConfigurationError(f"{what} must be >= 1, got {cost!r}")
+    return cost

@@ -1,0 +1,182 @@
+"""``Limit``: how many tokens a bucket refills per period, and how many it holds.
+
+>>> Limit.parse("10/second burst 20")
+Limit(tokens=10, period=1.0, burst=20, name=None)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from bucketcore.errors import ConfigurationError
+
+__all__ = ["Limit"]
+
+_NS_PER_SECOND = 1_000_000_000
+_MAX_NAME_BYTES = 256
+
+_UNIT_SECONDS = {
+    "ms": 0.001,
+    "millisecond": 0.001,
+    "milliseconds": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+}
+
+# "7/30s", "100/hour", "10 per minute", "10/second burst 20", "5/0.5s"
+_SPEC = re.compile(
+    r"""
+    \s*(?P<tokens>\d+)
+    \s*(?:/|\bper\b)
+    \s*(?P<count>\d+(?:\.\d+)?)?
+    \s*(?P<unit>[a-z]+)
+    (?:\s+burst\s+(?P<burst>\d+))?
+    \s*
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def _positive_int(value: object, what: str) -> int:
+    if type(value) is not int:
+        raise ConfigurationError(f"{what} must be an int, got {value!r}")
+    if value < 1:
+        raise ConfigurationError(f"{what} must be >= 1, got {value!r}")
+    return value
+
+
+def _period_ns(period: object) -> int:
+    if type(period) not in (int, float):
+        raise ConfigurationError(f"period must be a number of seconds, got {period!r}")
+    seconds = float(period)  # type: ignore[arg-type]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"period must be a finite number of seconds > 0, got {period!r}")
+    period_ns = round(seconds * _NS_PER_SECOND)
+    if period_ns < 1:
+        raise ConfigurationError(f"period must be at least one nanosecond, got {period!r}")
+    return period_ns
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``tokens`` tokens refill per ``period`` seconds; the bucket holds ``burst``.
+
+    Refill is continuous: ``Limit(10, 1.0)`` adds one token every 100 ms.
+    Limits with the same ``name`` share one bucket per key (a shared pool);
+    unnamed limits are identified by their rate and burst.
+
+    >>> Limit(7, 30, name="general").burst
+    7
+    """
+
+    tokens: int
+    period: float
+    burst: int | None = field(default=None, kw_only=True)
+    name: str | None = field(default=None, kw_only=True)
+
+    # Derived integer arithmetic (see bucketcore._gcra). One token costs
+    # `token_units` units of theoretical time; a nanosecond is `units_per_ns`
+    # units; so the emission interval period_ns / tokens is exact.
+    period_ns: int = field(init=False, repr=False, compare=False)
+    identity: str = field(init=False, repr=False, compare=False)
+    units_per_ns: int = field(init=False, repr=False, compare=False)
+    token_units: int = field(init=False, repr=False, compare=False)
+    capacity_units: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tokens = _positive_int(self.tokens, "tokens")
+        burst = tokens if self.burst is None else _positive_int(self.burst, "burst")
+        period_ns = _period_ns(self.period)
+        name = self.name
+        if name is not None:
+            if type(name) is not str or not name:
+                raise ConfigurationError(f"name must be a non-empty str, got {name!r}")
+            if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
+                raise ConfigurationError(f"name is longer than {_MAX_NAME_BYTES} bytes: {name!r}")
+            identity = "n:" + name
+        else:
+            identity = f"s:{tokens}/{period_ns}ns/{burst}"
+        common = math.gcd(period_ns, tokens)
+        token_units = period_ns // common
+        init = object.__setattr__  # the documented way to fill a frozen dataclass
+        init(self, "period", float(self.period))
+        init(self, "burst", burst)
+        init(self, "period_ns", period_ns)
+        init(self, "identity", identity)
+        init(self, "units_per_ns", tokens // common)
+        init(self, "token_units", token_units)
+        init(self, "capacity_units", burst * token_units)
+
+    @classmethod
+    def parse(cls, spec: str, *, name: str | None = None) -> Limit:
+        """Parse ``"<tokens>/<period>"`` with an optional ``burst N``.
+
+        Units: ms, s, m, h, d, or their words (second, minutes, ...); the
+        separator is ``/`` or ``per``.
+
+        >>> Limit.parse("7/30s") == Limit(7, 30)
+        True
+        """
+        if type(spec) is not str:
+            raise ConfigurationError(f"a limit spec must be a str, got {spec!r}")
+        match = _SPEC.fullmatch(spec)
+        if match is None:
+            raise ConfigurationError(
+                f"malformed limit {spec!r}: expected e.g. '10/second', '7/30s', "
+                "'100 per hour' or '10/s burst 20'"
+            )
+        unit = _UNIT_SECONDS.get(match["unit"].lower())
+        if unit is None:
+            raise ConfigurationError(f"unknown time unit {match['unit']!r} in limit {spec!r}")
+        count = float(match["count"]) if match["count"] else 1.0
+        burst = int(match["burst"]) if match["burst"] else None
+        try:
+            return cls(int(match["tokens"]), count * unit, burst=burst, name=name)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"invalid limit {spec!r}: {exc}") from None
+
+    @classmethod
+    def parse_many(cls, specs: str) -> list[Limit]:
+        """Parse several limits separated by ``;`` or ``,``.
+
+        >>> [limit.tokens for limit in Limit.parse_many("10/s; 1000/day")]
+        [10, 1000]
+        """
+        if type(specs) is not str:
+            raise ConfigurationError(f"limit specs must be a str, got {specs!r}")
+        parts = [part for part in re.split(r"[;,]", specs)]
+        if not any(part.strip() for part in parts):
+            raise ConfigurationError(f"no limits in {specs!r}")
+        for part in parts:
+            if not part.strip():
+                raise ConfigurationError(f"empty limit in {specs!r}")
+        return [cls.parse(part) for part in parts]
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second (for display; the arithmetic never uses it).
+
+        >>> Limit(7, 30).rate
+        0.23333333333333334
+        """
+        return self.tokens / self.period
+
+    def __str__(self) -> str:
+        spec = f"{self.tokens}/{self.period:g}s"
+        if self.burst != self.tokens:
+            spec += f" burst {self.burst}"
+        return spec if self.name is None else f"{self.name}={spec}"
