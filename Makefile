@@ -32,11 +32,18 @@ test: lint
 stress: $(VENV)/.dev
 	$(BIN)/python -m pytest -m slow
 
+# The side-by-side runner starts its own redis-server and 3-master cluster on
+# free loopback ports, prints progress on stderr, and writes
+# benchmarks/results/<date>.json, docs/benchmarks.md and its charts; then the
+# pytest-benchmark suites (bench_*.py) run with benchmarking on.
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.compare
+	$(BIN)/python -m pytest benchmarks -p no:cacheprovider --benchmark-enable --benchmark-only \
+		--benchmark-group-by=group --benchmark-columns=min,median,ops,rounds
 
+# A subset in under 3 minutes: <date>-quick.json and docs/benchmarks-quick.md.
 bench-quick: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.compare --quick
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks .bench-data

@@ -1,218 +1,188 @@
-"""Side-by-side: bucketcore's memory path next to a floor and the peers, in one run.
+"""The side-by-side runner: every suite in one run, then the JSON and the report.
 
-Every case decides on the same keys in the same process, each through one
-lambda (so call overhead is alike); the rounds are interleaved and each
-case keeps its best round, so a noisy neighbour slows all cases alike and
-the ratios stay meaningful.
+    python -m benchmarks.compare            # make bench: everything, ~15 minutes
+    python -m benchmarks.compare --quick    # make bench-quick: a subset, under 3 minutes
+    python -m benchmarks.compare --only memory,accuracy
 
-    python -m benchmarks.compare            # about a minute
-    python -m benchmarks.compare --quick    # a few seconds
+Suites: memory (workloads, threads, resident-key scaling), accuracy,
+footprint, rocksdb, redis (standalone and cluster; it starts its own
+servers on free loopback ports). A suite whose backend or server is missing
+is skipped with a note, and its bars are reported as not measured.
+
+Writes ``benchmarks/results/<date>.json`` (``<date>-quick.json`` in quick
+mode), then ``docs/benchmarks.md`` (``docs/benchmarks-quick.md``) and its
+PNG charts, and prints the bars with PASS/FAIL.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
+import shlex
 import sys
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from bucketcore import Limit, Limiter
+from benchmarks import (
+    bars,
+    report,
+    servers,
+    suite_accuracy,
+    suite_footprint,
+    suite_memory,
+    suite_redis,
+    suite_rocksdb,
+)
+from benchmarks.harness import QUICK, SIZES, Group, Sizes, progress
 
-Decide = Callable[[str], object]
-
-BURST = 10**12  # every call is allowed: this measures the allowed path
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What every case limits to: ``tokens`` per ``period`` seconds, ``BURST``."""
-
-    tokens: int
-    period: float
-
-    @property
-    def rate(self) -> float:
-        return self.tokens / self.period
-
-
-# Buckets in use: each call leaves ten seconds of debt, so no bucket is
-# full (and forgettable) when its key comes round again.
-IN_USE = Policy(1, 10.0)
-# Buckets that refill within a nanosecond: full again at every visit, so
-# bucketcore forgets them and recreates them (its memory bound at work).
-ALWAYS_FULL = Policy(10**9, 1.0)
-
-
-def floor_case(policy: Policy) -> Decide:
-    """A dict, a lock and time.monotonic_ns: what any exact limiter must do."""
-    table: dict[str, int] = {}
-    lock = threading.Lock()
-    clock = time.monotonic_ns
-
-    def decide(key: str) -> bool:
-        with lock:
-            now = clock()
-            table.get(key)
-            table[key] = now
-        return True
-
-    return decide
+SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis")
+PACKAGES = (
+    "bucketcore",
+    "token-bucket",
+    "throttled-py",
+    "pyrate-limiter",
+    "limits",
+    "redis",
+    "hiredis",
+    "rocksdict",
+)
 
 
-def bucketcore_try_acquire(policy: Policy) -> Decide:
-    limiter, limit = Limiter("memory://"), Limit(policy.tokens, policy.period, burst=BURST)
-    try_acquire = limiter.try_acquire
-    return lambda key: try_acquire(key, limit)
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
-def bucketcore_acquire(policy: Policy) -> Decide:
-    limiter, limit = Limiter("memory://"), Limit(policy.tokens, policy.period, burst=BURST)
-    acquire = limiter.acquire
-    return lambda key: acquire(key, limit)
-
-
-def falconry_consume(policy: Policy) -> Decide:
-    import token_bucket
-
-    consume = token_bucket.Limiter(policy.rate, BURST, token_bucket.MemoryStorage()).consume
-    return lambda key: consume(key)
-
-
-def throttled_token_bucket(policy: Policy) -> Decide:
-    from throttled import Throttled, rate_limiter, store
-
-    quota = rate_limiter.per_duration(timedelta(seconds=policy.period), policy.tokens, burst=BURST)
-    limit = Throttled(using="token_bucket", quota=quota, store=store.MemoryStore()).limit
-    return lambda key: limit(key)
-
-
-def limits_moving_window(policy: Policy) -> Decide:
-    from limits import RateLimitItemPerSecond, storage, strategies
-
-    # limits has no burst: a window as large as the burst keeps every call allowed.
-    limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
-    item = RateLimitItemPerSecond(BURST, max(1, round(policy.period)))
-    return lambda key: limiter.hit(item, key)
-
-
-def limits_fixed_window(policy: Policy) -> Decide:
-    from limits import RateLimitItemPerSecond, storage, strategies
-
-    limiter = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
-    item = RateLimitItemPerSecond(BURST, max(1, round(policy.period)))
-    return lambda key: limiter.hit(item, key)
-
-
-def pyrate_token_bucket(policy: Policy) -> Decide:
-    from pyrate_limiter import Limiter, Rate
-
-    # pyrate-limiter's bucket is a sliding log; a large window keeps calls allowed.
-    try_acquire = Limiter(Rate(10**7, max(1000, round(policy.period * 1000)))).try_acquire
-    return lambda key: try_acquire(key)
-
-
-CASES: dict[str, Callable[[Policy], Decide]] = {
-    "floor: dict + lock + monotonic_ns": floor_case,
-    "bucketcore try_acquire": bucketcore_try_acquire,
-    "bucketcore acquire (Decision)": bucketcore_acquire,
-    "token-bucket (falconry) consume": falconry_consume,
-    "throttled-py token bucket": throttled_token_bucket,
-    "pyrate-limiter": pyrate_token_bucket,
-    "limits fixed window": limits_fixed_window,
-    "limits moving window": limits_moving_window,
-}
-FALCONRY = "token-bucket (falconry) consume"
-THROTTLED = "throttled-py token bucket"
-PEERS_8X = [THROTTLED, "pyrate-limiter", "limits fixed window", "limits moving window"]
-
-
-@dataclass
-class Workload:
-    name: str
-    keys: list[str]
-    policy: Policy
-    has_bars: bool = True
-
-
-def _time_round(decide: Decide, keys: list[str]) -> float:
-    started = time.perf_counter_ns()
-    for key in keys:
-        decide(key)
-    return (time.perf_counter_ns() - started) / len(keys)
-
-
-def measure(workload: Workload, rounds: int) -> dict[str, float]:
-    """Best ns/decision of each case over interleaved rounds."""
-    deciders: dict[str, Decide] = {}
-    for name, make in CASES.items():
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
         try:
-            deciders[name] = make(workload.policy)
-        except Exception as exc:  # a peer missing or changed: report, don't stop
-            print(f"  {name}: unavailable ({exc})", file=sys.stderr)
-    for decide in deciders.values():  # warm up: create every bucket once
-        _time_round(decide, workload.keys)
-    best = {name: float("inf") for name in deciders}
-    for _ in range(rounds):
-        for name, decide in deciders.items():
-            best[name] = min(best[name], _time_round(decide, workload.keys))
-    return best
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
-def bars(
-    results: dict[str, dict[str, float]], with_bars: set[str]
-) -> list[tuple[str, float, float, bool]]:
-    """(bar, measured ratio, limit, passed) for DESIGN §5's memory bars."""
-    rows = []
-    for workload, times in results.items():
-        if FALCONRY not in times or workload not in with_bars:
-            continue
-        falconry = times[FALCONRY]
-        try_ratio = times["bucketcore try_acquire"] / falconry
-        acquire_ratio = times["bucketcore acquire (Decision)"] / falconry
-        rows.append((f"{workload}: try_acquire / falconry", try_ratio, 1.0, try_ratio <= 1.0))
-        rows.append((f"{workload}: acquire / falconry", acquire_ratio, 1.5, acquire_ratio <= 1.5))
-        for peer in PEERS_8X:
-            if peer in times:
-                speedup = times[peer] / times["bucketcore try_acquire"]
-                rows.append((f"{workload}: {peer} / try_acquire", speedup, 8.0, speedup >= 8.0))
-    return rows
+def measure(
+    sizes: Sizes, only: tuple[str, ...] = SUITES, data_root: Path | None = None
+) -> dict[str, Any]:
+    """Run the chosen suites at ``sizes``; the results as the JSON document.
+
+    Stores and servers keep their files under ``data_root`` (default
+    ``./.bench-data``, on the real disk, for honest fsyncs).
+    """
+    started = time.monotonic()
+    groups: list[Group] = []
+    accuracy: list[dict[str, Any]] = []
+    footprint: list[dict[str, Any]] = []
+    notes: list[str] = []
+    redis_version = "n/a"
+    for suite in only:
+        progress(f"[{time.monotonic() - started:6.1f} s] suite {suite}")
+        if suite == "memory":
+            groups += suite_memory.run(sizes)
+        elif suite == "accuracy":
+            accuracy += suite_accuracy.run(sizes)
+        elif suite == "footprint":
+            footprint += suite_footprint.run(sizes)
+        elif suite == "rocksdb":
+            why = suite_rocksdb.available()
+            if why:
+                notes.append(f"rocksdb suite skipped: {why}")
+                progress(f"  skipped: {why}")
+                continue
+            rocks_groups, rocks_footprint = suite_rocksdb.run(sizes, data_root)
+            groups += rocks_groups
+            footprint += rocks_footprint
+        elif suite == "redis":
+            why = suite_redis.available() or servers.missing()
+            if why:
+                notes.append(f"redis suite skipped: {why}")
+                progress(f"  skipped: {why}")
+                continue
+            with servers.started(data_root) as running:
+                redis_version = running.version
+                if running.cluster is None:
+                    notes.append("no redis-cli: the cluster groups were skipped")
+                redis_groups, redis_footprint = suite_redis.run(running, sizes)
+            groups += redis_groups
+            footprint += redis_footprint
+        else:
+            raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    group_docs = [group.as_json() for group in groups]
+    seconds = time.monotonic() - started
+    progress(f"[{seconds:6.1f} s] done")
+    return {
+        "meta": {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "mode": sizes.name,
+            "command": "python -m benchmarks.compare " + shlex.join(sys.argv[1:]),
+            "seconds": seconds,
+            "machine": f"{_cpu()}, {platform.system()} {platform.release()}",
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "redis_server": redis_version,
+            "versions": _versions(),
+            "sizes": sizes.__dict__,
+            "suites": list(only),
+        },
+        "groups": group_docs,
+        "bars": bars.evaluate(group_docs),
+        "accuracy": accuracy,
+        "footprint": footprint,
+        "notes": notes,
+    }
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    """The bars, as printed at the end of a run."""
+    lines = ["", "bars (DESIGN §5), from this run:"]
+    for row in results["bars"]:
+        ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        lines.append(
+            f"  {row['result']:12} #{row['issue']} {row['bar']:90} {ratio:>7} "
+            f"({row['op']} {row['threshold']:g})"
+        )
+    passed = sum(row["result"] == bars.PASS for row in results["bars"])
+    lines.append(f"  {passed} of {len(results['bars'])} bars pass")
+    for note in results.get("notes", []):
+        lines.append(f"  note: {note}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="a subset: under 3 minutes")
+    mode.add_argument("--sizes", choices=sorted(SIZES), help="full, quick or smoke")
+    parser.add_argument("--only", help=f"comma-separated suites of: {', '.join(SUITES)}")
+    parser.add_argument("--json", type=Path, help="results file (default: benchmarks/results/)")
+    parser.add_argument("--report", type=Path, help="markdown report (default: docs/)")
     args = parser.parse_args(argv)
-    calls, rounds = (20_000, 3) if args.quick else (200_000, 7)
-    many = [f"user-{i % 100_000}" for i in range(max(calls, 100_000))]
-    workloads = [
-        Workload("one hot key", ["hot"] * calls, ALWAYS_FULL),
-        Workload("100k keys round-robin", many, IN_USE),
-        Workload("100k keys, full again at each visit", many, ALWAYS_FULL, has_bars=False),
-    ]
-    print(f"Python {platform.python_version()} on {platform.machine()}, {calls:,} calls x {rounds}")
-    results: dict[str, dict[str, float]] = {}
-    for workload in workloads:
-        times = measure(workload, rounds)
-        results[workload.name] = times
-        floor = times["floor: dict + lock + monotonic_ns"]
-        print(f"\n{workload.name}")
-        print(f"  {'case':40} {'ns/decision':>12} {'x floor':>8}")
-        for name, ns in times.items():
-            print(f"  {name:40} {ns:12.0f} {ns / floor:8.2f}")
-    print("\nbars (DESIGN §5)")
-    table = bars(results, {w.name for w in workloads if w.has_bars})
-    for bar, ratio, limit, passed in table:
-        relation = "<=" if limit <= 1.5 else ">="
-        print(f"  {'PASS' if passed else 'FAIL'}  {bar:55} {ratio:7.2f}  ({relation} {limit:g})")
-    if args.json:
-        args.json.write_text(json.dumps({"results": results, "bars": table}, indent=2))
+    sizes = QUICK if args.quick else SIZES[args.sizes or "full"]
+    only = tuple(args.only.split(",")) if args.only else SUITES
+    suffix = "" if sizes.name == "full" else f"-{sizes.name}"
+    day = datetime.date.today().isoformat()
+    json_path = args.json or Path("benchmarks/results") / f"{day}{suffix}.json"
+    report_path = args.report or Path("docs") / f"benchmarks{suffix}.md"
+
+    print(f"bucketcore benchmarks, {sizes.name} mode: {', '.join(only)}", flush=True)
+    results = measure(sizes, only)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    written = report.write(results, report_path)
+    print("\n".join(summary(results)))
+    print(f"\nresults: {json_path}\nreport:  {written[0]} ({len(written) - 1} charts)")
     return 0
 
 

@@ -1,0 +1,189 @@
+"""DESIGN §5's bars, as ratios between two cases of one measured group.
+
+Every bar compares two cases that were measured in the same group, round
+for round, so it is a ratio from one run. ``ratio`` is always
+``ns(numerator) / ns(denominator)``: for "no slower than" bars the
+numerator is ours, for "N times faster / more throughput" bars it is the
+slower side. A bar whose group or cases are missing is reported as not
+measured, which counts as missed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import contenders as c
+
+PASS, FAIL, MISSING = "PASS", "FAIL", "NOT MEASURED"
+
+
+@dataclass(frozen=True)
+class Bar:
+    issue: int
+    text: str
+    group: str
+    numerator: str
+    denominator: str
+    op: str  # "<=" or ">="
+    threshold: float
+
+    def judge(self, ratio: float | None) -> str:
+        if ratio is None:
+            return MISSING
+        ok = ratio <= self.threshold if self.op == "<=" else ratio >= self.threshold
+        return PASS if ok else FAIL
+
+
+# Case names the store suites use (they import them from here).
+MEMORY_STORE = "memory:// acquire"
+ROCKSDB_WAL = "rocksdb wal acquire"
+ROCKSDB_SYNC = "rocksdb sync acquire"
+ROCKSDB_PERIODIC = "rocksdb periodic acquire"
+NAIVE_FSYNC = "naive loop: rocksdict put + fsync each"
+REDIS_SINGLE = "bucketcore redis acquire"
+REDIS_EVALSHA = "raw EVALSHA of a trivial script"
+REDIS_BATCH = "bucketcore redis acquire_many (batch)"
+REDIS_ASYNC = "bucketcore AsyncLimiter (tasks)"
+
+
+def _memory_bars(group: str, where: str) -> list[Bar]:
+    bars = [
+        Bar(
+            2,
+            f"try_acquire <= 1.0x falconry consume ({where})",
+            group,
+            c.TRY_ACQUIRE,
+            c.FALCONRY,
+            "<=",
+            1.0,
+        ),
+        Bar(
+            2,
+            f"acquire <= 1.5x falconry consume ({where})",
+            group,
+            c.ACQUIRE,
+            c.FALCONRY,
+            "<=",
+            1.5,
+        ),
+    ]
+    bars += [
+        Bar(
+            2,
+            f"try_acquire >= 8x faster than {peer} ({where})",
+            group,
+            peer,
+            c.TRY_ACQUIRE,
+            ">=",
+            8.0,
+        )
+        for peer in c.PEERS_8X
+    ]
+    bars.append(
+        Bar(
+            2,
+            f"acquire >= 8x faster than {c.THROTTLED} ({where})",
+            group,
+            c.THROTTLED,
+            c.ACQUIRE,
+            ">=",
+            8.0,
+        )
+    )
+    return bars
+
+
+BARS: list[Bar] = [
+    *_memory_bars("memory.hot", "one hot key"),
+    *_memory_bars("memory.many", "100k keys"),
+    Bar(
+        3,
+        "rocksdb wal <= 10x memory:// per decision (one hot key)",
+        "rocksdb.hot",
+        ROCKSDB_WAL,
+        MEMORY_STORE,
+        "<=",
+        10.0,
+    ),
+    Bar(
+        3,
+        "rocksdb wal <= 10x memory:// per decision (100k keys)",
+        "rocksdb.many",
+        ROCKSDB_WAL,
+        MEMORY_STORE,
+        "<=",
+        10.0,
+    ),
+    Bar(
+        3,
+        "rocksdb sync, 8 threads >= 4x the throughput of a naive fsync-per-put loop",
+        "rocksdb.sync_threads",
+        NAIVE_FSYNC,
+        f"{ROCKSDB_SYNC}, 8 threads",
+        ">=",
+        4.0,
+    ),
+    Bar(
+        4,
+        "redis single decision <= 1.15x a raw EVALSHA of a trivial script",
+        "redis.hot",
+        REDIS_SINGLE,
+        REDIS_EVALSHA,
+        "<=",
+        1.15,
+    ),
+    Bar(
+        4,
+        "redis acquire_many of 100 >= 8x the single-call throughput",
+        "redis.hot",
+        REDIS_SINGLE,
+        REDIS_BATCH,
+        ">=",
+        8.0,
+    ),
+    Bar(
+        4,
+        "redis AsyncLimiter, 50 tasks >= 2x one synchronous connection",
+        "redis.hot",
+        REDIS_SINGLE,
+        REDIS_ASYNC,
+        ">=",
+        2.0,
+    ),
+]
+
+
+def _times(groups: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    times: dict[str, dict[str, float]] = {}
+    for group in groups:
+        cases = times.setdefault(group["id"], {})
+        for row in group["rows"]:
+            cases[row["case"]] = row["ns"]
+            if row.get("bar_case"):  # a case whose name carries its sizes
+                cases[row["bar_case"]] = row["ns"]
+    return times
+
+
+def evaluate(groups: list[dict[str, Any]], bars: list[Bar] | None = None) -> list[dict[str, Any]]:
+    """One row per bar: the measured ratio (or None) and PASS / FAIL / NOT MEASURED."""
+    times = _times(groups)
+    rows = []
+    for bar in BARS if bars is None else bars:
+        measured = times.get(bar.group, {})
+        top, bottom = measured.get(bar.numerator), measured.get(bar.denominator)
+        ratio = None if top is None or bottom is None or bottom <= 0 else top / bottom
+        rows.append(
+            {
+                "issue": bar.issue,
+                "bar": bar.text,
+                "group": bar.group,
+                "numerator": bar.numerator,
+                "denominator": bar.denominator,
+                "op": bar.op,
+                "threshold": bar.threshold,
+                "ratio": ratio,
+                "result": bar.judge(ratio),
+            }
+        )
+    return rows

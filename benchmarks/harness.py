@@ -1,0 +1,235 @@
+"""Timing primitives shared by every suite: interleaved best-of rounds.
+
+The machine is shared and noisy, so no absolute time is ever compared with
+anything. Every group measures its cases in one process, round after round
+in turn (A B C A B C ...), and keeps each case's best round: a noisy
+neighbour slows every case of a round alike, so the ratios between cases of
+one group are what the report and the bars use.
+
+A *decider* is a one-argument callable ``decide(key)``; a case builds one
+(``make()``), so each case starts from empty state and pays its own set-up
+outside the timed loop.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Key = str | bytes
+Decide = Callable[[Key], object]
+
+FLOOR = "floor"
+BUCKETCORE = "bucketcore"
+PEER = "peer"
+ROLES = (FLOOR, BUCKETCORE, PEER)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each suite does; ``QUICK`` and ``FULL`` are the two modes."""
+
+    name: str
+    calls: int  # decisions per round on the memory suites
+    rounds: int  # interleaved rounds; each case keeps its best
+    many_keys: int  # the "100k keys round-robin" workload
+    zipf_keys: int  # the Zipf mix's key space
+    resident: tuple[int, ...]  # the scaling suite's resident key counts
+    threads: tuple[int, ...]
+    thread_peers: bool  # the slow peers in the thread groups too
+    footprint_keys: int
+    store_calls: int  # decisions per round on RocksDB and Redis
+    processes: tuple[int, ...]
+    async_tasks: int
+    batch: int  # acquire_many's batch size
+    replay_seconds: float  # virtual seconds each accuracy pattern lasts
+
+
+FULL = Sizes(
+    name="full",
+    calls=100_000,
+    rounds=7,
+    many_keys=100_000,
+    zipf_keys=1_000_000,
+    resident=(1, 1_000, 100_000, 1_000_000),
+    threads=(1, 2, 8),
+    thread_peers=True,
+    footprint_keys=100_000,
+    store_calls=5_000,
+    processes=(1, 2, 4),
+    async_tasks=50,
+    batch=100,
+    replay_seconds=60.0,
+)
+QUICK = Sizes(
+    name="quick",
+    calls=10_000,
+    rounds=5,
+    many_keys=100_000,
+    zipf_keys=1_000_000,
+    resident=(1, 1_000, 100_000, 1_000_000),
+    threads=(1, 2, 8),
+    thread_peers=False,
+    footprint_keys=20_000,
+    store_calls=2_000,
+    processes=(1, 2, 4),
+    async_tasks=50,
+    batch=100,
+    replay_seconds=20.0,
+)
+# The default test run executes every suite once at this size: it checks
+# that nothing has rotted, and its numbers mean nothing.
+SMOKE = Sizes(
+    name="smoke",
+    calls=300,
+    rounds=1,
+    many_keys=500,
+    zipf_keys=2_000,
+    resident=(1, 100),
+    threads=(1, 2),
+    thread_peers=True,
+    footprint_keys=200,
+    store_calls=50,
+    processes=(1, 2),
+    async_tasks=5,
+    batch=10,
+    replay_seconds=2.0,
+)
+SIZES = {sizes.name: sizes for sizes in (FULL, QUICK, SMOKE)}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One contender in a group: its name, its role, and how to build it."""
+
+    name: str
+    role: str
+    make: Callable[[], Decide]
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+
+
+@dataclass
+class Group:
+    """A like-for-like comparison: the same workload through several cases."""
+
+    id: str
+    title: str
+    suite: str
+    reference: str  # the case every row is divided by (usually the floor)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    unit: str = "ns/decision"
+    note: str = ""
+    x: float | None = None  # position on a scaling axis (threads, resident keys)
+
+    def add(self, case: str, role: str, ns: float, **extra: Any) -> None:
+        self.rows.append({"case": case, "role": role, "ns": ns, **extra})
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "suite": self.suite,
+            "reference": self.reference,
+            "unit": self.unit,
+            "note": self.note,
+            "x": self.x,
+            "rows": self.rows,
+        }
+
+
+def progress(message: str) -> None:
+    """One line of progress on stderr (stdout carries the summary)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def time_pass(decide: Decide, keys: Sequence[Key]) -> float:
+    """Nanoseconds per decision for one pass over ``keys``.
+
+    A decider that decides many keys at once (a batch, concurrent tasks)
+    carries ``over(keys) -> ns per decision`` and is timed by that instead.
+    """
+    over = getattr(decide, "over", None)
+    if over is not None:
+        return float(over(keys))
+    started = time.perf_counter_ns()
+    for key in keys:
+        decide(key)
+    return (time.perf_counter_ns() - started) / len(keys)
+
+
+def time_threads(decide: Decide, slices: Sequence[Sequence[Key]]) -> float:
+    """Wall nanoseconds per decision with one thread per slice, started together."""
+    barrier = threading.Barrier(len(slices) + 1)
+
+    def work(keys: Sequence[Key]) -> None:
+        barrier.wait()
+        for key in keys:
+            decide(key)
+
+    threads = [threading.Thread(target=work, args=(keys,)) for keys in slices]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter_ns()
+    for thread in threads:
+        thread.join()
+    return (time.perf_counter_ns() - started) / sum(len(keys) for keys in slices)
+
+
+def build(cases: Sequence[Case]) -> dict[str, tuple[Case, Decide]]:
+    """Each case's decider; a case that cannot be built is reported and left out."""
+    built: dict[str, tuple[Case, Decide]] = {}
+    for case in cases:
+        try:
+            built[case.name] = (case, case.make())
+        except Exception as exc:  # a peer missing or changed: report, don't stop
+            progress(f"    {case.name}: unavailable ({type(exc).__name__}: {exc})")
+    return built
+
+
+def interleave(
+    built: dict[str, tuple[Case, Decide]],
+    rounds: int,
+    measure: Callable[[Decide], float],
+    *,
+    warm_up: Callable[[Decide], object] | None = None,
+) -> dict[str, float]:
+    """Best of ``rounds`` interleaved measurements of every built case."""
+    for _case, decide in built.values():
+        (warm_up or measure)(decide)
+    best = {name: float("inf") for name in built}
+    for _ in range(rounds):
+        for name, (_case, decide) in built.items():
+            best[name] = min(best[name], measure(decide))
+    return best
+
+
+def group_of(
+    group_id: str,
+    title: str,
+    suite: str,
+    reference: str,
+    built: dict[str, tuple[Case, Decide]],
+    times: dict[str, float],
+    **options: Any,
+) -> Group:
+    """A ``Group`` from measured times, in case order."""
+    group = Group(group_id, title, suite, reference, **options)
+    for name, (case, _decide) in built.items():
+        group.add(name, case.role, times[name])
+    return group
+
+
+def close_all(built: dict[str, tuple[Case, Decide]]) -> None:
+    """Close what the deciders hold open (limiters, clients), if they say how."""
+    for _case, decide in built.values():
+        closer = getattr(decide, "close", None)
+        if callable(closer):
+            closer()

@@ -1,0 +1,382 @@
+"""Turn a results file into ``docs/benchmarks.md`` and the PNG charts it embeds.
+
+    python -m benchmarks.report benchmarks/results/2026-12-01.json docs/benchmarks.md
+
+The report only reads the JSON (``benchmarks.compare`` writes it), so it can
+be regenerated, and tested, without measuring anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bars as bar_specs
+from benchmarks.harness import BUCKETCORE, FLOOR, PEER
+
+SUITE_TITLES = {
+    "memory": "memory:// against its floor and the peers",
+    "scaling": "Scaling with resident buckets (memory)",
+    "rocksdb": "RocksDB: durability modes against memory:// and raw rocksdict",
+    "redis": "Redis: bucketcore against PING, a raw EVALSHA and the peers",
+    "cluster": "Redis Cluster (3 masters)",
+}
+SUITE_ORDER = list(SUITE_TITLES)
+
+
+def _ns(value: float) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    if value >= 100_000:
+        return f"{value / 1000:,.0f} µs"
+    if value >= 10_000:
+        return f"{value / 1000:,.1f} µs"
+    return f"{value:,.0f} ns"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.2f}x" if value < 100 else f"{value:,.0f}x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _rows_by_case(group: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["case"]: row for row in group["rows"]}
+
+
+# -- charts -------------------------------------------------------------------
+
+_COLOURS = {FLOOR: "#9e9e9e", BUCKETCORE: "#1f77b4", PEER: "#ff7f0e"}
+
+
+def _bar_chart(groups: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heights = [max(1.2, 0.32 * len(group["rows"]) + 0.6) for group in groups]
+    figure, axes = plt.subplots(
+        len(groups), 1, figsize=(9, sum(heights)), gridspec_kw={"height_ratios": heights}
+    )
+    axes = [axes] if len(groups) == 1 else list(axes)
+    for axis, group in zip(axes, groups, strict=True):
+        rows = group["rows"]
+        names = [row["case"] for row in rows]
+        values = [row["ns"] for row in rows]
+        axis.barh(names, values, color=[_COLOURS.get(row["role"], "#777") for row in rows])
+        axis.invert_yaxis()
+        axis.set_xscale("log")
+        axis.set_title(group["title"], fontsize=9, loc="left")
+        axis.tick_params(labelsize=7)
+        for y, value in enumerate(values):
+            axis.text(value, y, f" {_ns(value)}", va="center", fontsize=6)
+    axes[-1].set_xlabel(f"{groups[0]['unit']} (log scale; lower is better)", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _line_chart(groups: list[dict[str, Any]], path: Path, title: str, xlabel: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for group in groups:
+        for row in group["rows"]:
+            series[row["case"]].append((group["x"], row["ns"]))
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for name, points in series.items():
+        points.sort()
+        axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+    xs = sorted({group["x"] for group in groups})
+    if len(xs) > 1 and xs[-1] / max(xs[0], 1) >= 100:
+        axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xticks(xs)
+    axis.set_xticklabels([f"{x:,.0f}" for x in xs])
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(f"{groups[0]['unit']} (log; lower is better)")
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=7)
+    axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _accuracy_chart(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    patterns = list(dict.fromkeys(row["pattern"] for row in rows))
+    libraries = list(dict.fromkeys(row["library"] for row in rows))
+    table = {(row["pattern"], row["library"]): row for row in rows}
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(1, len(libraries))
+    for index, library in enumerate(libraries):
+        values = []
+        for pattern in patterns:
+            row = table.get((pattern, library))
+            values.append(100.0 * row["excess"] / row["exact"] if row and row["exact"] else 0.0)
+        axis.bar([p + index * width for p in range(len(patterns))], values, width, label=library)
+    axis.axhline(0, color="black", linewidth=0.8)
+    axis.set_xticks([p + width * (len(libraries) - 1) / 2 for p in range(len(patterns))])
+    axis.set_xticklabels(patterns, fontsize=8)
+    axis.set_ylabel("granted vs exact token bucket (%)")
+    axis.set_title("Accuracy: above 0 lets forbidden traffic through, below 0 over-throttles")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _footprint_chart(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))
+    names = [f"{row['case']} ({row['store']})" for row in rows]
+    values = [row["bytes_per_bucket"] for row in rows]
+    axis.barh(names, values, color=[_COLOURS.get(row["role"], "#777") for row in rows])
+    axis.invert_yaxis()
+    for y, value in enumerate(values):
+        axis.text(value, y, f" {value:,.0f} B", va="center", fontsize=7)
+    axis.set_xlabel("bytes per resident bucket (lower is better)")
+    axis.tick_params(labelsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# -- the markdown ---------------------------------------------------------------
+
+
+def _meta_lines(meta: dict[str, Any]) -> list[str]:
+    versions = ", ".join(f"{name} {version}" for name, version in meta.get("versions", {}).items())
+    return [
+        f"Produced by `{meta.get('command', 'python -m benchmarks.compare')}` "
+        f"({meta.get('mode', '?')} mode) on {meta.get('date', '?')}, in "
+        f"{meta.get('seconds', 0):.0f} s.",
+        "",
+        f"- Machine: {meta.get('machine', '?')}; {meta.get('cpus', '?')} CPUs, shared with "
+        "other work while this ran (absolute times are noisy; ratios are what count).",
+        f"- Python {meta.get('python', '?')}; Redis server {meta.get('redis_server', 'n/a')}.",
+        f"- Versions: {versions}.",
+        "",
+    ]
+
+
+_HOW_TO_READ = [
+    "How to read this: every table is one *group*, a single workload measured through",
+    "every case in the same process, in interleaved rounds (A B C A B C ...); each case",
+    "keeps its best round. A noisy neighbour slows a whole round alike, so the ratios",
+    "within a group are meaningful even though the absolute times are not. `x ref` is",
+    "the ratio to the group's reference (its floor); no figure is compared across",
+    "groups or runs.",
+    "",
+]
+
+
+def _bars_section(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["## The bars (DESIGN §5), from this run", ""]
+    passed = sum(row["result"] == bar_specs.PASS for row in rows)
+    lines.append(f"{passed} of {len(rows)} bars pass.")
+    lines.append("")
+    table = []
+    for row in rows:
+        if row["op"] == "<=":
+            measured = f"{row['numerator']} / {row['denominator']} = {_ratio(row['ratio'])}"
+        else:
+            measured = f"{row['numerator']} / {row['denominator']} = {_ratio(row['ratio'])}"
+        result = row["result"] if row["result"] == bar_specs.PASS else f"**{row['result']}**"
+        table.append(
+            [f"#{row['issue']}", row["bar"], measured, f"{row['op']} {row['threshold']:g}", result]
+        )
+    lines += _table(["issue", "bar", "measured (ns ratio)", "required", "result"], table)
+    return lines
+
+
+def _group_lines(group: dict[str, Any]) -> list[str]:
+    rows = group["rows"]
+    reference = _rows_by_case(group).get(group["reference"])
+    ref_ns = reference["ns"] if reference else None
+    lines = [f"#### {group['title']}", ""]
+    if group.get("note"):
+        lines += [f"_{group['note']}_", ""]
+    table = []
+    for row in sorted(rows, key=lambda r: r["ns"]):
+        ratio = row["ns"] / ref_ns if ref_ns else None
+        per_second = 1e9 / row["ns"] if row["ns"] > 0 else math.inf
+        table.append(
+            [row["case"], row["role"], _ns(row["ns"]), _ratio(ratio), f"{per_second:,.0f}"]
+        )
+    lines += _table([f"case ({group['id']})", "role", group["unit"], "x ref", "per s"], table)
+    return lines
+
+
+def _peer_matrix(groups: list[dict[str, Any]]) -> list[str]:
+    """bucketcore's rows divided into each peer's, per workload: how many times faster."""
+    lines = ["### bucketcore against each peer (peer time / bucketcore time)", ""]
+    peers: list[str] = []
+    ours: list[str] = []
+    for group in groups:
+        for row in group["rows"]:
+            if row["role"] == PEER and row["case"] not in peers:
+                peers.append(row["case"])
+            if row["role"] == BUCKETCORE and row["case"] not in ours:
+                ours.append(row["case"])
+    if not peers or not ours:
+        return []
+    table = []
+    for group in groups:
+        by_case = _rows_by_case(group)
+        for case in ours:
+            if case not in by_case:
+                continue
+            mine = by_case[case]["ns"]
+            cells = [
+                _ratio(by_case[peer]["ns"] / mine) if peer in by_case else "" for peer in peers
+            ]
+            table.append([group["title"], case, *cells])
+    return lines + _table(["workload", "bucketcore", *peers], table)
+
+
+def _accuracy_section(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "## Accuracy: the same traffic through every library",
+        "",
+        "Each pattern is replayed on a virtual clock (bucketcore and pyrate-limiter take a",
+        "clock; the others read `time.time`/`time.monotonic`, patched for the replay).",
+        "`exact` is an unrounded token bucket (`fractions.Fraction`) on the same instants;",
+        "`bound` is the contract's `burst + rate * t`. `excess` > 0 lets traffic through",
+        "that the limit forbids; < 0 throttles a client that kept to its limit.",
+        "Window limiters (`limits`) get the window closest to the bucket (shown).",
+        "",
+    ]
+    table = []
+    for row in rows:
+        table.append(
+            [
+                row["title"],
+                row["library"] + (f" ({row['window']})" if row.get("window") else ""),
+                f"{row['calls']:,}",
+                f"{row['granted']:,}",
+                f"{row['exact']:,}",
+                f"{row['bound']:,.1f}",
+                f"{row['excess']:+,}",
+            ]
+        )
+    lines += _table(["pattern", "library", "calls", "granted", "exact", "bound", "excess"], table)
+    return lines
+
+
+def _footprint_section(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["## Footprint: bytes per resident bucket", ""]
+    table = [
+        [
+            row["case"],
+            row["store"],
+            f"{row['bytes_per_bucket']:,.0f}",
+            f"{row['keys']:,}",
+            row["method"],
+        ]
+        for row in rows
+    ]
+    return lines + _table(["case", "store", "bytes/bucket", "buckets", "measured by"], table)
+
+
+def write(results: dict[str, Any], report: Path) -> list[Path]:
+    """Write the markdown report and its charts; return the files written."""
+    groups: list[dict[str, Any]] = results.get("groups", [])
+    bar_rows = results.get("bars") or bar_specs.evaluate(groups)
+    charts_dir = report.parent / report.stem
+    charts_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def chart(name: str) -> str:
+        path = charts_dir / name
+        written.append(path)
+        return f"![{name}]({charts_dir.name}/{name})"
+
+    lines = ["# bucketcore benchmarks", ""]
+    lines += _meta_lines(results.get("meta", {}))
+    lines += _HOW_TO_READ
+    lines += _bars_section(bar_rows)
+    if results.get("notes"):
+        lines += ["Notes on this run:", ""] + [f"- {note}" for note in results["notes"]] + [""]
+
+    by_suite: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for group in groups:
+        by_suite[group["suite"]].append(group)
+    for suite in sorted(by_suite, key=lambda s: SUITE_ORDER.index(s) if s in SUITE_ORDER else 99):
+        suite_groups = by_suite[suite]
+        lines += [f"## {SUITE_TITLES.get(suite, suite)}", ""]
+        plain = [g for g in suite_groups if g.get("x") is None]
+        lines_groups = [g for g in suite_groups if g.get("x") is not None]
+        if plain:
+            name = f"{suite}.png"
+            _bar_chart(plain, charts_dir / name, SUITE_TITLES.get(suite, suite))
+            lines += [chart(name), ""]
+        series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for group in lines_groups:
+            series[group["id"].rsplit(".", 1)[0]].append(group)
+        for series_id, members in series.items():
+            name = f"{series_id}.png"
+            xlabel = "resident buckets" if "resident" in series_id else series_id.split(".")[-1]
+            _line_chart(members, charts_dir / name, f"{series_id}: {xlabel}", xlabel)
+            lines += [chart(name), ""]
+        if suite == "memory":
+            lines += _peer_matrix(plain)
+        lines += ["### Every group", ""]
+        for group in suite_groups:
+            lines += _group_lines(group)
+
+    accuracy = results.get("accuracy", [])
+    if accuracy:
+        _accuracy_chart(accuracy, charts_dir / "accuracy.png")
+        lines += [*_accuracy_section(accuracy), chart("accuracy.png"), ""]
+    footprint = results.get("footprint", [])
+    if footprint:
+        _footprint_chart(footprint, charts_dir / "footprint.png")
+        lines += [*_footprint_section(footprint), chart("footprint.png"), ""]
+
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return [report, *written]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("report", type=Path, nargs="?", default=Path("docs/benchmarks.md"))
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    for path in write(results, args.report):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,507 @@
+"""Redis and Redis Cluster: bucketcore next to PING, a raw EVALSHA and the peers.
+
+The floors are a round trip that does nothing: ``PING`` and an ``EVALSHA``
+of ``return 1`` with one key, sent on one redis-py connection as a
+hiredis-packed command and read back (no client-side layers), so what
+bucketcore adds on top of one script call is what the ratio shows. A
+redis-py ``evalsha()`` of the same script is shown next to it.
+
+Workloads: one hot key, allowed; distinct keys round-robin; one hot key,
+denied (with and without the deny cache); ``acquire_many`` in batches;
+``AsyncLimiter`` with concurrent tasks; 1, 2 and 4 processes; and the same
+on a 3-master cluster. Peers on Redis: ``limits`` (fixed, moving and sliding
+windows), ``throttled-py`` (token bucket) and ``pyrate-limiter`` (token
+bucket state in Redis). ``token-bucket`` (falconry) has no Redis storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import queue
+import time
+import uuid
+from typing import Any
+
+from benchmarks import bars, contenders
+from benchmarks.contenders import DENIED, Policy, with_close
+from benchmarks.contenders import SHARED_IN_USE as IN_USE
+from benchmarks.harness import (
+    BUCKETCORE,
+    FLOOR,
+    PEER,
+    Case,
+    Decide,
+    Group,
+    Key,
+    Sizes,
+    build,
+    close_all,
+    group_of,
+    interleave,
+    progress,
+    time_pass,
+)
+from benchmarks.servers import Servers
+from bucketcore import AsyncLimiter, Limiter
+
+TRIVIAL = b"return 1"
+PING = "PING (raw connection)"
+REDIS_PY_EVALSHA = "redis-py evalsha() of the trivial script"
+TRY_ACQUIRE = "bucketcore redis try_acquire"
+NO_DENY_CACHE = "bucketcore redis acquire, deny_cache=false"
+
+
+def _prefix() -> str:
+    return f"bench{uuid.uuid4().hex[:8]}:"
+
+
+def _url(base: str, **options: Any) -> str:
+    query = "&".join(f"{name}={value}" for name, value in {"prefix": _prefix(), **options}.items())
+    return f"{base}?{query}"
+
+
+# -- floors ---------------------------------------------------------------------
+
+
+def make_raw(url: str, command: str) -> Decide:
+    """One hiredis-packed command per decision on one redis-py connection."""
+    import hiredis
+    import redis
+
+    client = redis.Redis.from_url(url)
+    sha = client.script_load(TRIVIAL)
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    send, read, pack = conn.send_packed_command, conn.read_response, hiredis.pack_command
+
+    if command == "PING":
+
+        def decide(key: Key) -> object:
+            send([pack(("PING",))])
+            return read()
+    else:
+
+        def decide(key: Key) -> object:
+            send([pack(("EVALSHA", sha, 1, key))])
+            return read()
+
+    def close() -> None:
+        pool.release(conn)
+        client.close()
+
+    return with_close(decide, close)
+
+
+def make_redis_py_evalsha(url: str, cluster: bool = False) -> Decide:
+    import redis
+    import redis.cluster
+
+    client: Any = (
+        redis.cluster.RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
+        if cluster
+        else redis.Redis.from_url(url)
+    )
+    sha = client.script_load(TRIVIAL)
+    evalsha = client.evalsha
+    return with_close(lambda key: evalsha(sha, 1, key), client.close)
+
+
+# -- bucketcore -------------------------------------------------------------------
+
+
+def make_batch(url: str, policy: Policy, batch: int) -> Decide:
+    """``acquire_many`` of ``batch`` requests at a time (one pipeline each)."""
+    limiter = Limiter(url)
+    limit = policy.limit()
+    acquire_many = limiter.acquire_many
+
+    def over(keys: list[Key]) -> float:
+        started = time.perf_counter_ns()
+        for start in range(0, len(keys), batch):
+            acquire_many([(key, limit, 1) for key in keys[start : start + batch]])
+        return (time.perf_counter_ns() - started) / len(keys)
+
+    decide = with_close(lambda key: acquire_many([(key, limit, 1)]), limiter.close)
+    decide.over = over  # type: ignore[attr-defined]
+    return decide
+
+
+def make_async(url: str, policy: Policy, tasks: int) -> Decide:
+    """``AsyncLimiter.acquire`` from ``tasks`` concurrent tasks on one event loop."""
+    loop = asyncio.new_event_loop()
+
+    async def opened() -> AsyncLimiter:
+        return AsyncLimiter(url)
+
+    limiter = loop.run_until_complete(opened())
+    limit = policy.limit()
+
+    async def worker(keys: list[Key]) -> None:
+        for key in keys:
+            await limiter.acquire(key, limit)
+
+    async def all_of(keys: list[Key]) -> None:
+        await asyncio.gather(*(worker(keys[i::tasks]) for i in range(tasks)))
+
+    def over(keys: list[Key]) -> float:
+        started = time.perf_counter_ns()
+        loop.run_until_complete(all_of(keys))
+        return (time.perf_counter_ns() - started) / len(keys)
+
+    def close() -> None:
+        loop.run_until_complete(limiter.close())
+        loop.close()
+
+    decide = with_close(lambda key: loop.run_until_complete(limiter.acquire(key, limit)), close)
+    decide.over = over  # type: ignore[attr-defined]
+    return decide
+
+
+# -- peers on Redis -----------------------------------------------------------------
+
+
+def peer_cases(base: str, policy: Policy, *, cluster: bool = False) -> list[Case]:
+    host_port = base.split("://", 1)[1].split("/", 1)[0]
+    if cluster:
+        uri = f"redis+cluster://{host_port}"
+        return [
+            Case(
+                f"{name} (Redis Cluster)",
+                PEER,
+                lambda s=strategy: contenders.make_limits(policy, s, uri, _prefix()),  # type: ignore[misc]
+            )
+            for name, strategy in ((contenders.LIMITS_FIXED, "fixed"),)
+        ]
+
+    def throttled() -> Decide:
+        from throttled import store
+
+        return contenders.make_throttled(policy, store.RedisStore(server=f"{base}/0"))
+
+    def pyrate() -> Decide:
+        import redis
+
+        return contenders.make_pyrate(policy, redis_client=redis.Redis.from_url(f"{base}/0"))
+
+    uri = f"redis://{host_port}"
+    return [
+        Case(f"{contenders.THROTTLED} (Redis)", PEER, throttled),
+        Case(f"{contenders.PYRATE} (Redis)", PEER, pyrate),
+        *(
+            Case(
+                f"{name} (Redis)",
+                PEER,
+                lambda s=strategy: contenders.make_limits(policy, s, uri, _prefix()),  # type: ignore[misc]
+            )
+            for name, strategy in (
+                (contenders.LIMITS_FIXED, "fixed"),
+                (contenders.LIMITS_MOVING, "moving"),
+                (contenders.LIMITS_SLIDING, "sliding"),
+            )
+        ),
+    ]
+
+
+def _cases(base: str, sizes: Sizes, policy: Policy, *, peers: bool, cluster: bool) -> list[Case]:
+    url = base if cluster else f"{base}/0"
+    cases = []
+    if not cluster:
+        cases += [
+            Case(PING, FLOOR, lambda: make_raw(url, "PING")),
+            Case(bars.REDIS_EVALSHA, FLOOR, lambda: make_raw(url, "EVALSHA")),
+        ]
+    cases += [
+        Case(REDIS_PY_EVALSHA, FLOOR, lambda: make_redis_py_evalsha(url, cluster)),
+        Case(
+            bars.REDIS_SINGLE,
+            BUCKETCORE,
+            lambda: contenders.make_bucketcore(policy, _url(url), full=True),
+        ),
+        Case(TRY_ACQUIRE, BUCKETCORE, lambda: contenders.make_bucketcore(policy, _url(url))),
+        Case(
+            bars.REDIS_BATCH.replace("(batch)", f"(batches of {sizes.batch})"),
+            BUCKETCORE,
+            lambda: make_batch(_url(url), policy, sizes.batch),
+        ),
+        Case(
+            bars.REDIS_ASYNC.replace("(tasks)", f"({sizes.async_tasks} tasks)"),
+            BUCKETCORE,
+            lambda: make_async(_url(url), policy, sizes.async_tasks),
+        ),
+    ]
+    if peers:
+        cases += peer_cases(base, policy, cluster=cluster)
+    return cases
+
+
+def _measure(
+    group_id: str,
+    title: str,
+    suite: str,
+    cases: list[Case],
+    keys: list[Key],
+    sizes: Sizes,
+    reference: str,
+    note: str = "",
+) -> Group:
+    progress(f"  {suite}: {title}")
+    built = build(cases)
+    try:
+        times = interleave(built, sizes.rounds, lambda d: time_pass(d, keys))
+    finally:
+        close_all(built)
+    group = group_of(group_id, title, suite, reference, built, times, note=note)
+    # The bars name the batch and async cases without their sizes.
+    for row in group.rows:
+        for generic in (bars.REDIS_BATCH, bars.REDIS_ASYNC):
+            if row["case"].startswith(generic.split(" (")[0]):
+                row["bar_case"] = generic
+    return group
+
+
+def run(servers: Servers, sizes: Sizes) -> tuple[list[Group], list[dict[str, Any]]]:
+    """The Redis and cluster groups, and the Redis footprint rows."""
+    base = f"redis://127.0.0.1:{servers.standalone.port}"
+    hot = ["hot"] * sizes.store_calls
+    distinct = [f"user-{i}" for i in range(sizes.store_calls)]
+    batch_note = (
+        f"acquire_many: {sizes.batch} requests per pipeline; AsyncLimiter: "
+        f"{sizes.async_tasks} tasks on one event loop; per decision = wall time / decisions"
+    )
+    groups = [
+        _measure(
+            "redis.hot",
+            "one hot key, allowed",
+            "redis",
+            _cases(base, sizes, IN_USE, peers=True, cluster=False),
+            hot,
+            sizes,
+            bars.REDIS_EVALSHA,
+            batch_note,
+        ),
+        _measure(
+            "redis.many",
+            f"{len(distinct):,} distinct keys, allowed",
+            "redis",
+            _cases(base, sizes, IN_USE, peers=True, cluster=False),
+            distinct,
+            sizes,
+            bars.REDIS_EVALSHA,
+            batch_note,
+        ),
+        denied(base, sizes, hot),
+    ]
+    groups += processes(base, sizes)
+    if servers.cluster is not None:
+        url = servers.cluster.url
+        groups += [
+            _measure(
+                "cluster.hot",
+                "one hot key, allowed",
+                "cluster",
+                _cases(url, sizes, IN_USE, peers=True, cluster=True),
+                hot,
+                sizes,
+                REDIS_PY_EVALSHA,
+                batch_note,
+            ),
+            _measure(
+                "cluster.many",
+                f"{len(distinct):,} distinct keys (spread over the 3 masters), allowed",
+                "cluster",
+                _cases(url, sizes, IN_USE, peers=False, cluster=True),
+                distinct,
+                sizes,
+                REDIS_PY_EVALSHA,
+                batch_note,
+            ),
+        ]
+    return groups, footprint(base, sizes)
+
+
+def denied(base: str, sizes: Sizes, hot: list[Key]) -> Group:
+    url = f"{base}/0"
+    cases = [
+        Case(PING, FLOOR, lambda: make_raw(url, "PING")),
+        Case(bars.REDIS_EVALSHA, FLOOR, lambda: make_raw(url, "EVALSHA")),
+        Case(
+            "bucketcore redis acquire, deny cache (default)",
+            BUCKETCORE,
+            lambda: contenders.make_bucketcore(DENIED, _url(url), full=True),
+        ),
+        Case(
+            NO_DENY_CACHE,
+            BUCKETCORE,
+            lambda: contenders.make_bucketcore(DENIED, _url(url, deny_cache="false"), full=True),
+        ),
+        *peer_cases(base, DENIED),
+    ]
+    return _measure(
+        "redis.denied",
+        "one hot key, denied",
+        "redis",
+        cases,
+        hot,
+        sizes,
+        bars.REDIS_EVALSHA,
+        "the first call takes the one token of the day; every timed call is denied",
+    )
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+def _child(kind: str, url: str, calls: int, index: int, barrier: Any, results: Any) -> None:
+    if kind == "evalsha":
+        decide = make_raw(url.split("?", 1)[0], "EVALSHA")
+    else:
+        decide = contenders.make_bucketcore(IN_USE, url, full=True)
+    keys = [f"p{index}-{i % 100}" for i in range(calls)]
+    decide(keys[0])
+    barrier.wait()
+    started = time.monotonic_ns()
+    for key in keys:
+        decide(key)
+    results.put((started, time.monotonic_ns()))
+    decide.close()  # type: ignore[attr-defined]
+
+
+def _run_processes(kind: str, url: str, count: int, calls: int) -> float:
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(count)
+    results = context.Queue()
+    children = [
+        context.Process(target=_child, args=(kind, url, calls, i, barrier, results))
+        for i in range(count)
+    ]
+    for child in children:
+        child.start()
+    spans: list[tuple[int, int]] = []
+    deadline = time.monotonic() + 300
+    while len(spans) < count:
+        try:
+            spans.append(results.get(timeout=1.0))
+        except queue.Empty:
+            failed = [child.exitcode for child in children if child.exitcode not in (None, 0)]
+            if failed or time.monotonic() > deadline:
+                for child in children:
+                    child.kill()
+                raise RuntimeError(f"a {kind} process failed (exit codes {failed})") from None
+    for child in children:
+        child.join(timeout=60)
+    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    return wall / (count * calls)
+
+
+def processes(base: str, sizes: Sizes) -> list[Group]:
+    """1, 2 and 4 processes deciding at once: wall time per decision, all processes."""
+    groups = []
+    rounds = max(1, min(sizes.rounds, 3))
+    for count in sizes.processes:
+        title = f"{count} process{'es' if count > 1 else ''}, distinct keys, allowed"
+        progress(f"  redis: {title}")
+        url = _url(f"{base}/0")
+        kinds = {
+            bars.REDIS_EVALSHA: ("evalsha", FLOOR),
+            bars.REDIS_SINGLE: ("bucketcore", BUCKETCORE),
+        }
+        best = {name: float("inf") for name in kinds}
+        for _ in range(rounds):
+            for name, (kind, _role) in kinds.items():
+                best[name] = min(best[name], _run_processes(kind, url, count, sizes.store_calls))
+        group = Group(
+            f"redis.processes.{count}",
+            title,
+            "redis",
+            bars.REDIS_EVALSHA,
+            x=float(count),
+            note="wall time / decisions of all processes; the machine has 2 cores",
+        )
+        for name, (_kind, role) in kinds.items():
+            group.add(name, role, best[name])
+        groups.append(group)
+    return groups
+
+
+# -- footprint -------------------------------------------------------------------------
+
+
+def _usage(client: Any) -> int:
+    total = 0
+    keys = list(client.scan_iter(count=1000))
+    for start in range(0, len(keys), 1000):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[start : start + 1000]:
+            pipe.memory_usage(key, samples=0)
+        total += sum(size or 0 for size in pipe.execute())
+    return total
+
+
+def footprint(base: str, sizes: Sizes) -> list[dict[str, Any]]:
+    """``MEMORY USAGE`` summed over each library's keys, per bucket (own database each)."""
+    import redis
+
+    count = min(sizes.footprint_keys, 10_000)
+    progress(f"  redis: footprint of {count:,} buckets per library (MEMORY USAGE)")
+    keys = [f"user-{i}" for i in range(count)]
+    makers: dict[str, tuple[str, Any]] = {
+        "bucketcore redis://": (BUCKETCORE, None),
+        f"{contenders.THROTTLED} (Redis)": (PEER, "throttled"),
+        f"{contenders.PYRATE} (Redis)": (PEER, "pyrate"),
+        f"{contenders.LIMITS_FIXED} (Redis)": (PEER, "fixed"),
+        f"{contenders.LIMITS_MOVING} (Redis)": (PEER, "moving"),
+        f"{contenders.LIMITS_SLIDING} (Redis)": (PEER, "sliding"),
+    }
+    rows = []
+    for db, (name, (role, which)) in enumerate(makers.items(), start=1):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        client.flushdb()
+        try:
+            if which is None:
+                limiter = Limiter(_url(f"{base}/{db}"))
+                limit = IN_USE.limit()
+                for start in range(0, count, 100):
+                    limiter.acquire_many([(key, limit, 1) for key in keys[start : start + 100]])
+                limiter.close()
+            else:
+                decide = _peer_on_db(which, f"{base}/{db}")
+                for key in keys:
+                    decide(key)
+            rows.append(
+                {
+                    "store": "redis",
+                    "case": name,
+                    "role": role,
+                    "keys": count,
+                    "bytes_per_bucket": _usage(client) / count,
+                    "method": "MEMORY USAGE summed over the keys",
+                }
+            )
+        except Exception as exc:
+            progress(f"    {name}: failed ({type(exc).__name__}: {exc})")
+        finally:
+            client.flushdb()
+            client.close()
+    return rows
+
+
+def _peer_on_db(which: str, url: str) -> Decide:
+    if which == "throttled":
+        from throttled import store
+
+        return contenders.make_throttled(IN_USE, store.RedisStore(server=url))
+    if which == "pyrate":
+        import redis
+
+        return contenders.make_pyrate(IN_USE, redis_client=redis.Redis.from_url(url))
+    return contenders.make_limits(IN_USE, which, url, "fp")
+
+
+def available() -> str | None:
+    """Why the suite cannot run here, or None."""
+    try:
+        import bucketcore.backends.redis  # noqa: F401
+    except Exception as exc:
+        return f"redis:// not importable ({type(exc).__name__}: {exc})"
+    return None

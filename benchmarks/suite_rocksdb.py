@@ -1,0 +1,252 @@
+"""rocksdb:// in its three durability modes, next to memory:// and raw rocksdict.
+
+Stores live under ``.bench-data/`` in the working tree, on the real disk:
+``/tmp`` may be a tmpfs, where an fsync costs nothing and ``sync`` would look
+free. Floors: a raw rocksdict ``put`` of a record of the backend's size
+(WAL, no fsync), and the naive durable loop (``put`` with ``sync=True``,
+one fsync per decision) that ``sync``'s group commit has to beat.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bars, contenders
+from benchmarks.contenders import IN_USE, with_close
+from benchmarks.harness import (
+    BUCKETCORE,
+    FLOOR,
+    Case,
+    Decide,
+    Group,
+    Key,
+    Sizes,
+    build,
+    close_all,
+    group_of,
+    interleave,
+    progress,
+    time_pass,
+    time_threads,
+)
+
+SUITE = "rocksdb"
+RECORD_BYTES = 25  # backends/rocksdb.py: struct "<BqQQ"
+RAW_PUT = f"raw rocksdict put ({RECORD_BYTES} B record, WAL)"
+
+
+def available() -> str | None:
+    """Why the suite cannot run here, or None."""
+    try:
+        import bucketcore.backends.rocksdb  # noqa: F401
+    except Exception as exc:
+        return f"rocksdb:// not importable ({type(exc).__name__}: {exc})"
+    return None
+
+
+class DataDir:
+    """Fresh store directories under one root, removed at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def fresh(self, name: str) -> str:
+        path = self.root / f"{name}-{uuid.uuid4().hex[:8]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+
+@contextmanager
+def data_dir(root: Path | None = None) -> Iterator[DataDir]:
+    base = root if root is not None else Path.cwd() / ".bench-data"
+    directory = base / f"rocksdb-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    directory.mkdir(parents=True)
+    try:
+        yield DataDir(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def make_rocksdb(data: DataDir, durability: str, *, full: bool = True) -> Decide:
+    path = data.fresh(durability)
+    return contenders.make_bucketcore(
+        IN_USE, f"rocksdb://{path}?durability={durability}", full=full
+    )
+
+
+def make_raw_put(data: DataDir, *, sync: bool = False) -> Decide:
+    """A rocksdict put of the backend's record size: the floor of a durable write."""
+    import rocksdict
+
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    db = rocksdict.Rdict(data.fresh("raw-sync" if sync else "raw"), options)
+    write = rocksdict.WriteOptions()
+    write.sync = sync
+    put = db.put
+    value = b"\x01" + bytes(RECORD_BYTES - 1)
+    prefix = b"\x01\x00\x10" + b"0123456789abcdef"
+
+    def decide(key: Key) -> None:
+        put(prefix + (key.encode() if isinstance(key, str) else key), value, write)
+
+    return with_close(decide, db.close)
+
+
+def _cases(data: DataDir, modes: tuple[str, ...]) -> list[Case]:
+    cases = [
+        Case(RAW_PUT, FLOOR, lambda: make_raw_put(data)),
+        Case(bars.MEMORY_STORE, BUCKETCORE, lambda: contenders.make_bucketcore(IN_USE, full=True)),
+    ]
+    names = {
+        "wal": bars.ROCKSDB_WAL,
+        "periodic": bars.ROCKSDB_PERIODIC,
+        "sync": bars.ROCKSDB_SYNC,
+    }
+    cases += [
+        Case(names[mode], BUCKETCORE, lambda mode=mode: make_rocksdb(data, mode))  # type: ignore[misc]
+        for mode in modes
+    ]
+    return cases
+
+
+def _measure(
+    group_id: str,
+    title: str,
+    cases: list[Case],
+    fill: list[Key],
+    measured: list[Key],
+    sizes: Sizes,
+    reference: str = RAW_PUT,
+    note: str = "",
+) -> Group:
+    progress(f"  {SUITE}: {title}")
+    built = build(cases)
+    try:
+        times = interleave(
+            built,
+            sizes.rounds,
+            lambda d: time_pass(d, measured),
+            warm_up=lambda d: time_pass(d, fill),
+        )
+    finally:
+        close_all(built)
+    return group_of(group_id, title, SUITE, reference, built, times, note=note)
+
+
+def run(sizes: Sizes, root: Path | None = None) -> tuple[list[Group], list[dict[str, Any]]]:
+    """The RocksDB groups and its footprint row."""
+    sync_calls = max(8, sizes.store_calls // 30)
+    groups = []
+    with data_dir(root) as data:
+        hot = ["hot"] * sizes.store_calls
+        groups.append(
+            _measure(
+                "rocksdb.hot",
+                "one hot key, allowed (acquire)",
+                _cases(data, ("wal", "periodic")),
+                hot,
+                hot,
+                sizes,
+            )
+        )
+        cycle = [f"user-{i}" for i in range(sizes.many_keys)]
+        walk = list(itertools.islice(itertools.cycle(cycle), sizes.store_calls))
+        groups.append(
+            _measure(
+                "rocksdb.many",
+                f"{sizes.many_keys:,} keys round-robin, allowed (acquire)",
+                _cases(data, ("wal", "periodic")),
+                cycle,
+                walk,
+                sizes,
+            )
+        )
+        few = ["hot"] * sync_calls
+        groups.append(
+            _measure(
+                "rocksdb.sync",
+                f"one hot key, allowed, one thread, with sync ({sync_calls:,} calls a round)",
+                [
+                    Case(bars.NAIVE_FSYNC, FLOOR, lambda: make_raw_put(data, sync=True)),
+                    *_cases(data, ("wal", "sync")),
+                ],
+                few,
+                few,
+                sizes,
+                reference=bars.NAIVE_FSYNC,
+            )
+        )
+        groups.append(sync_threads(data, sizes, sync_calls))
+        footprint = [disk_footprint(data, sizes.footprint_keys)]
+    return groups, footprint
+
+
+def sync_threads(data: DataDir, sizes: Sizes, sync_calls: int) -> Group:
+    """``sync`` with 1 and 8 threads against the naive fsync-per-put loop."""
+    title = f"sync: group commit with threads vs one fsync per put ({sync_calls:,} decisions)"
+    progress(f"  {SUITE}: {title}")
+    single = [[f"k{i % 100}" for i in range(sync_calls)]]
+    per_thread = max(1, sync_calls // 8)
+    eight = [[f"t{t}-{i % 100}" for i in range(per_thread)] for t in range(8)]
+    cases = {
+        bars.NAIVE_FSYNC: (FLOOR, lambda: make_raw_put(data, sync=True), single),
+        f"{bars.ROCKSDB_SYNC}, 1 thread": (BUCKETCORE, lambda: make_rocksdb(data, "sync"), single),
+        f"{bars.ROCKSDB_SYNC}, 8 threads": (BUCKETCORE, lambda: make_rocksdb(data, "sync"), eight),
+        f"{bars.ROCKSDB_WAL}, 8 threads": (BUCKETCORE, lambda: make_rocksdb(data, "wal"), eight),
+    }
+    built = build([Case(name, role, make) for name, (role, make, _slices) in cases.items()])
+    layouts = {name: layout for name, (_role, _make, layout) in cases.items()}
+    try:
+        # Each case has its own thread layout, so interleave by hand.
+        times = {name: time_threads(decide, layouts[name]) for name, (_c, decide) in built.items()}
+        for _ in range(sizes.rounds):
+            for name, (_case, decide) in built.items():
+                times[name] = min(times[name], time_threads(decide, layouts[name]))
+    finally:
+        close_all(built)
+    return group_of(
+        "rocksdb.sync_threads",
+        title,
+        SUITE,
+        bars.NAIVE_FSYNC,
+        built,
+        times,
+        note="wall time / decisions; the naive loop is one thread calling put(sync=True)",
+    )
+
+
+def disk_footprint(data: DataDir, count: int) -> dict[str, Any]:
+    """Bytes per bucket on disk: ``count`` buckets written in wal mode, then compacted."""
+    import rocksdict
+
+    progress(f"  {SUITE}: footprint of {count:,} buckets on disk after compaction")
+    path = data.fresh("footprint")
+    decide = contenders.make_bucketcore(IN_USE, f"rocksdb://{path}?durability=wal")
+    for i in range(count):
+        decide(f"user-{i}")
+    decide.close()  # type: ignore[attr-defined]
+    options = rocksdict.Options(raw_mode=True)
+    # The backend's column-family options, which RocksDB checks on open.
+    options.set_allow_concurrent_memtable_write(False)
+    options.set_inplace_update_support(True)
+    db = rocksdict.Rdict(path, options)
+    db.flush()
+    db.compact_range(None, None)
+    db.close()
+    sst = sum(file.stat().st_size for file in Path(path).glob("*.sst"))
+    return {
+        "store": "rocksdb",
+        "case": "bucketcore rocksdb://",
+        "role": BUCKETCORE,
+        "keys": count,
+        "bytes_per_bucket": sst / count,
+        "method": "SST bytes after flush + full compaction",
+    }
