@@ -141,7 +141,8 @@ def limit(
     overrides the extension's key function; ``cost`` (an int or a function
     of the request) is the tokens one request takes; ``exempt_when`` skips
     the check when it returns True. Several ``@limit`` on one view are all
-    checked; a request denied by one gets back what the others took.
+    checked, top to bottom; a request denied by one gets back what the
+    others took.
 
     >>> limit("7/30s", name="general")(lambda: "ok").__bucketcore_rules__[0].limits[0].name
     'general'
@@ -153,7 +154,7 @@ def limit(
 
     def decorate(view: View) -> View:
         rules: list[_Rule] = getattr(view, _RULES, [])
-        setattr(view, _RULES, [*rules, rule])
+        setattr(view, _RULES, [rule, *rules])  # decorators apply bottom-up; check top-down
         return view
 
     return decorate
