@@ -11,7 +11,7 @@ from bucketcore.asgi import RateLimitMiddleware, by_api_key, by_ip, by_user, rul
 from bucketcore.errors import ConfigurationError
 from bucketcore.hooks import DecisionEvent
 from tests.asgi_driver import basic, call, hello
-from tests.clock import FakeClock
+from tests.conftest import FakeClock
 from tests.stores import DegradedStore, DownStore
 
 

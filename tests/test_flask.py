@@ -14,7 +14,7 @@ from bucketcore import Limit, Limiter
 from bucketcore.errors import ConfigurationError, StoreUnavailable
 from bucketcore.flask import BucketCore, by_api_key, by_header, by_ip, by_user, exempt, limit
 from bucketcore.hooks import DecisionEvent
-from tests.clock import FakeClock
+from tests.conftest import FakeClock
 from tests.stores import DegradedStore, DownStore
 
 

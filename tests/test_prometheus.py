@@ -10,7 +10,7 @@ from bucketcore.asgi import RateLimitMiddleware, rule
 from bucketcore.flask import BucketCore, limit
 from bucketcore.prometheus import PrometheusHook
 from tests.asgi_driver import call, hello
-from tests.clock import FakeClock
+from tests.conftest import FakeClock
 from tests.stores import DownStore
 
 
