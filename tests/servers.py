@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -91,4 +92,56 @@ def uvicorn(app: str, port: int) -> list[str]:
         "--port",
         str(port),
         "--no-access-log",
+    ]
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A throwaway redis-server (or valkey-server) on a free loopback port; yields its URL.
+
+    Raises when no server binary is installed: callers decide between skip and fail.
+    """
+    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    if binary is None:
+        raise FileNotFoundError("no redis-server or valkey-server on PATH")
+    port = free_port()
+    command = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"{binary} did not start on port {port}") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def gunicorn(app: str, port: int, workers: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        *extra,
+        app,
     ]

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 
 from bucketcore import Limit, Limiter
 from bucketcore.cli import main
+from tests.servers import free_port, redis_server
 
 SCRIPT = Path(sys.executable).parent / "bucketcore"
 
@@ -140,39 +138,11 @@ def test_inspect_and_reset_on_rocksdb(tmp_path: Path) -> None:
     _used_then_inspected(f"rocksdb://{tmp_path / 'store'}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     pytest.importorskip("bucketcore.backends.redis", reason="the redis backend is not here")
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
-    if binary is None:
-        pytest.fail("no redis-server or valkey-server on PATH")
-    port = _free_port()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with redis_server(tmp_path) as url:
+        yield url
 
 
 @pytest.mark.redis
@@ -183,7 +153,7 @@ def test_inspect_and_reset_on_redis(redis_url: str) -> None:
 @pytest.mark.redis
 def test_an_unreachable_redis_is_one_line_and_exit_1() -> None:
     pytest.importorskip("bucketcore.backends.redis", reason="the redis backend is not here")
-    shown = script("inspect", f"redis://127.0.0.1:{_free_port()}/0", "k", "1/s")
+    shown = script("inspect", f"redis://127.0.0.1:{free_port()}/0", "k", "1/s")
     assert shown.returncode == 1
     assert shown.stderr.count("\n") == 1
     assert shown.stderr.startswith("bucketcore: error: ")

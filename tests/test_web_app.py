@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from flask.testing import FlaskClient
 
 from bucketcore import Limiter
 from tests.conftest import FakeClock
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "web_app.py"
-
-
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bucketcore_demo_web_app", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.example_app import load_example
 
 web_app = load_example()
 
