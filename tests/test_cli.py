@@ -138,6 +138,17 @@ def test_inspect_and_reset_on_rocksdb(tmp_path: Path) -> None:
     _used_then_inspected(f"rocksdb://{tmp_path / 'store'}")
 
 
+def test_inspect_while_another_process_owns_the_rocksdb_store(tmp_path: Path) -> None:
+    pytest.importorskip("bucketcore.backends.rocksdb", reason="the rocksdb backend is not here")
+    url = f"rocksdb://{tmp_path / 'store'}"
+    with Limiter(url):
+        shown = script("inspect", url, "user:alice", SLOW)
+    assert shown.returncode == 1
+    assert shown.stderr.count("\n") == 1
+    assert shown.stderr.startswith("bucketcore: error: StoreLocked: ")
+    assert "pid" in shown.stderr
+
+
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     pytest.importorskip("bucketcore.backends.redis", reason="the redis backend is not here")

@@ -135,3 +135,20 @@ def test_the_backend_comes_from_bucketcore_url(
     monkeypatch.setenv("BUCKETCORE_URL", "bogus://nowhere")
     with pytest.raises(ValueError, match="unknown store URL scheme"):
         web_app.create_app()
+
+
+def test_the_same_app_on_rocksdb_keeps_its_counts_across_a_restart(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    pytest.importorskip("bucketcore.backends.rocksdb", reason="the rocksdb backend is not here")
+    url = f"rocksdb://{tmp_path / 'demo-data'}"
+    first = Limiter(url, clock=clock, wall_clock=clock)
+    assert statuses(web_app.create_app(first).test_client(), ["/pizza", "/pasta"] * 3) == [200] * 6
+    first.close()
+    again = Limiter(url, clock=clock, wall_clock=clock)
+    try:
+        client = web_app.create_app(again).test_client()
+        assert statuses(client, ["/pasta", "/pizza"]) == [200, 429]
+        assert statuses(client, ["/icecream"]) == [200]
+    finally:
+        again.close()
