@@ -18,7 +18,8 @@ limited response, a 429 with ``Retry-After`` and a JSON body on denial, a 503
 when the store fails (or the request passes, ``on_store_error="pass"``).
 Decisions are awaited on an ``AsyncLimiter`` (``BUCKETCORE_URL`` by
 default), so the event loop never blocks on Redis. Only ``http`` scopes
-are limited; websockets and lifespan pass through.
+are limited; websockets and lifespan pass through, and a limiter the
+middleware opened itself is closed when the server shuts the app down.
 
 Keys are functions of the ASGI scope: ``by_ip`` (the default), ``by_user``,
 ``by_api_key``, ``by_header(name)``. A request the key function cannot name
@@ -29,7 +30,7 @@ is limited by its IP address instead.
 ...     await send({"type": "http.response.start", "status": 200, "headers": []})
 ...     await send({"type": "http.response.body", "body": b"hi"})
 >>> app = RateLimitMiddleware(hello, rules=[rule("/", "1/minute")])
->>> scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": ("10.0.0.1", 5)}
+>>> scope = {"type": "http", "method": "GET", "path": "/", "client": ("127.0.0.1", 5)}
 >>> async def status():
 ...     sent = []
 ...     async def send(message):
@@ -96,8 +97,8 @@ def by_ip(scope: Scope) -> str:
     Behind a proxy, run uvicorn with ``--proxy-headers`` (and
     ``--forwarded-allow-ips``) so this is the real client.
 
-    >>> by_ip({"client": ("10.0.0.7", 4000)})
-    'ip:10.0.0.7'
+    >>> by_ip({"client": ("127.0.0.17", 4000)})
+    'ip:127.0.0.17'
     """
     client = scope.get("client")
     return bounded_key("ip", client[0] if client else "unknown")
@@ -212,6 +213,7 @@ class RateLimitMiddleware:
                 raise ConfigurationError(f"rules are made with rule(...), got {given!r}")
         self.app = app
         self._limiter = limiter
+        self._owns_limiter = limiter is None
         self._rules = tuple(rules)
         self._default = None if default is None else rule("/*", default, name=default_name)
         self._key = key
@@ -236,6 +238,9 @@ class RateLimitMiddleware:
         return self._default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self._owns_limiter:
+            await self.app(scope, receive, self._close_on_shutdown(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -259,6 +264,15 @@ class RateLimitMiddleware:
             await _respond(send, 429, denied_body(decision), decision.headers())
             return
         await self.app(scope, receive, _with_headers(send, decision))
+
+    def _close_on_shutdown(self, send: Send) -> Send:
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete" and self._limiter is not None:
+                limiter, self._limiter = self._limiter, None
+                await limiter.close()
+            await send(message)
+
+        return send_closing
 
 
 def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -81,9 +81,9 @@ def by_ip() -> str:
     Behind a reverse proxy that is the proxy: wrap the app in Werkzeug's
     ``ProxyFix`` so it becomes the client's.
 
-    >>> with flask.Flask("doc").test_request_context(environ_base={"REMOTE_ADDR": "10.0.0.7"}):
+    >>> with flask.Flask("doc").test_request_context(environ_base={"REMOTE_ADDR": "127.0.0.17"}):
     ...     by_ip()
-    'ip:10.0.0.7'
+    'ip:127.0.0.17'
     """
     return bounded_key("ip", flask.request.remote_addr or "unknown")
 

@@ -59,8 +59,29 @@ def call(
     return Reply(start["status"], decoded, body, sent)
 
 
+def lifespan(app: Any) -> list[Message]:
+    """Run the ASGI lifespan protocol (startup, then shutdown); what the app sent."""
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    return sent
+
+
 async def hello(scope: Any, receive: Any, send: Any) -> None:
     """A tiny ASGI app: 200 "hello <path>", with one header of its own."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
     if scope["type"] != "http":
         await send({"type": "websocket.accept"})
         return

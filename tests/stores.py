@@ -19,7 +19,7 @@ class DownStore:
 
     def _fail(self) -> StoreUnavailable:
         self.calls += 1
-        return StoreUnavailable("redis://10.9.9.9:6379 did not answer within 0.1 s")
+        return StoreUnavailable("redis://127.0.0.1:1 did not answer within 0.1 s")
 
     def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         raise self._fail()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
-from bucketcore import AsyncLimiter, Limiter
+from bucketcore import AsyncLimiter, Limit, Limiter
 from bucketcore.asgi import RateLimitMiddleware, by_api_key, by_ip, by_user, rule
-from bucketcore.errors import ConfigurationError
+from bucketcore.errors import ConfigurationError, StoreClosed
 from bucketcore.hooks import DecisionEvent
-from tests.asgi_driver import basic, call, hello
+from tests.asgi_driver import basic, call, hello, lifespan
 from tests.conftest import FakeClock
 from tests.stores import DegradedStore, DownStore
 
@@ -73,7 +74,7 @@ def test_a_denial_is_429_json_with_retry_after_which_is_honoured(clock: FakeCloc
 def test_unnamed_requests_fall_back_to_the_ip(clock: FakeClock) -> None:
     app = demo(clock)
     assert [call(app, "/icecream").status for _ in range(2)] == [200, 429]
-    assert call(app, "/icecream", client="10.0.0.2").status == 200
+    assert call(app, "/icecream", client="127.0.0.12").status == 200
     assert statuses(app, ["/icecream"]) == [200]
 
 
@@ -91,7 +92,7 @@ def test_a_default_limit_covers_what_no_rule_matches(clock: FakeClock) -> None:
     app = demo(clock, default="2/minute", default_name="rest")
     assert [call(app, p).status for p in ["/a", "/b", "/c"]] == [200, 200, 429]
     assert call(app, "/healthz").status == 200
-    assert call(app, "/a", client="10.9.9.9").headers["ratelimit-policy"] == '"rest";q=2;w=60'
+    assert call(app, "/a", client="127.0.0.99").headers["ratelimit-policy"] == '"rest";q=2;w=60'
 
 
 def test_prefix_rules_and_api_keys(clock: FakeClock) -> None:
@@ -174,3 +175,21 @@ def test_bad_configuration_is_refused_at_once() -> None:
     with pytest.raises(ConfigurationError, match="rule"):
         RateLimitMiddleware(hello, rules=["/pizza"])  # type: ignore[list-item]
     assert by_ip({"client": None}) == "ip:unknown"
+
+
+def test_a_limiter_it_opened_is_closed_at_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUCKETCORE_URL", "memory://")
+    app = RateLimitMiddleware(hello, default="1/s")
+    assert call(app, "/").status == 200
+    opened = app.limiter
+    types = [m["type"] for m in lifespan(app)]
+    assert types == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    with pytest.raises(StoreClosed):
+        asyncio.run(opened.acquire("k", Limit(1, 1)))
+
+
+def test_a_limiter_it_was_given_is_left_open(clock: FakeClock) -> None:
+    given = AsyncLimiter(clock=clock)
+    app = RateLimitMiddleware(hello, limiter=given, default="1/s")
+    lifespan(app)
+    assert asyncio.run(given.acquire("k", Limit(1, 1))).allowed

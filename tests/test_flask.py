@@ -41,8 +41,8 @@ def test_by_ip_keys_each_address_separately() -> None:
         return "ok"
 
     client = app.test_client()
-    a = {"environ_base": {"REMOTE_ADDR": "10.0.0.1"}}
-    b = {"environ_base": {"REMOTE_ADDR": "10.0.0.2"}}
+    a = {"environ_base": {"REMOTE_ADDR": "127.0.0.11"}}
+    b = {"environ_base": {"REMOTE_ADDR": "127.0.0.12"}}
     assert codes(client, "/", 3, **a) == [200, 200, 429]
     assert codes(client, "/", 2, **b) == [200, 200]
 
@@ -183,7 +183,7 @@ def test_default_limits_apply_to_undecorated_views_but_not_exempt_ones() -> None
 
 
 def test_exempt_when_skips_the_check() -> None:
-    app, _ = make_app(exempt_when=lambda: flask.request.remote_addr == "10.1.1.1")
+    app, _ = make_app(exempt_when=lambda: flask.request.remote_addr == "127.0.0.21")
 
     @app.get("/")
     @limit("1/minute", exempt_when=lambda: "vip" in flask.request.args)
@@ -191,7 +191,7 @@ def test_exempt_when_skips_the_check() -> None:
         return "ok"
 
     client = app.test_client()
-    assert codes(client, "/", 3, environ_base={"REMOTE_ADDR": "10.1.1.1"}) == [200] * 3
+    assert codes(client, "/", 3, environ_base={"REMOTE_ADDR": "127.0.0.21"}) == [200] * 3
     assert codes(client, "/", 2) == [200, 429]
     assert codes(client, "/?vip=1", 2) == [200, 200]
 
