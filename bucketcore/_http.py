@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -192,8 +191,12 @@ def denied_body(decision: Decision) -> bytes:
     >>> from bucketcore import Limit
     >>> denied_body(Decision(False, 0, 3.2, 9.0, Limit(7, 30, name="general")))
     b'{"error": "rate_limited", "limit": "general", "retry_after": 4}\\n'
+    >>> denied_body(Decision(False, 0, float("inf"), 9.0, Limit(7, 30)))
+    b'{"error": "rate_limited", "limit": "7/30s", "retry_after": null}\\n'
     """
-    retry = None if decision.retry_after == math.inf else math.ceil(decision.retry_after)
+    # The header's own rounding, so body and Retry-After never disagree.
+    header = decision.headers().get("Retry-After")
+    retry = None if header is None else int(header)
     body = {"error": "rate_limited", "limit": _name(decision.limit), "retry_after": retry}
     return json.dumps(body).encode() + b"\n"
 

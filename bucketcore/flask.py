@@ -6,6 +6,9 @@
 ``name`` share one pool per key. Allowed answers carry the rate-limit
 headers; a denied one is a 429 with ``Retry-After`` and a short JSON body.
 
+``RateLimited`` raised by a view (say from ``bucketcore.rate_limited``
+around a costly call) becomes the same 429.
+
 A store failure (Redis down) answers 503 by default, or lets the request
 through with ``on_store_error="pass"``. Every check is reported to the
 ``on_decision`` hooks (``bucketcore.hooks``).
@@ -51,7 +54,7 @@ from bucketcore._http import (
     unavailable_body,
 )
 from bucketcore.decision import Decision
-from bucketcore.errors import ConfigurationError, StoreError
+from bucketcore.errors import ConfigurationError, RateLimited, StoreError
 from bucketcore.hooks import DecisionEvent, Hooks, emit, hooks_tuple
 from bucketcore.limit import Limit
 from bucketcore.limiter import Limiter
@@ -170,6 +173,12 @@ def exempt(view: View) -> View:
     return view
 
 
+def _too_many(decision: Decision) -> flask.Response:
+    return flask.Response(
+        denied_body(decision), status=429, mimetype="application/json", headers=decision.headers()
+    )
+
+
 class BucketCore:
     """The Flask extension: checks limits before views, adds the headers.
 
@@ -229,6 +238,7 @@ class BucketCore:
         app.extensions[_EXTENSION] = self
         app.before_request(self._check)
         app.after_request(self._add_headers)
+        app.register_error_handler(RateLimited, self._rate_limited)
 
     def limit(
         self,
@@ -292,15 +302,15 @@ class BucketCore:
             if not decision.allowed:
                 self._give_back(taken)
                 flask.g.bucketcore_decisions = [decision]
-                return flask.Response(
-                    denied_body(decision),
-                    status=429,
-                    mimetype="application/json",
-                    headers=decision.headers(),
-                )
+                return _too_many(decision)
             taken.append((key, rule, cost))
         flask.g.bucketcore_decisions = decisions
         return None
+
+    def _rate_limited(self, error: RateLimited) -> flask.Response:
+        decision = error.decision
+        flask.g.bucketcore_decisions = [decision]
+        return _too_many(decision)
 
     def _give_back(self, taken: list[tuple[str, _Rule, int]]) -> None:
         """A denied request costs nothing: return what earlier rules took."""

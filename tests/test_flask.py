@@ -10,7 +10,7 @@ import flask
 import pytest
 from flask.testing import FlaskClient
 
-from bucketcore import Limit, Limiter
+from bucketcore import Limit, Limiter, rate_limited
 from bucketcore.errors import ConfigurationError, StoreUnavailable
 from bucketcore.flask import BucketCore, by_api_key, by_header, by_ip, by_user, exempt, limit
 from bucketcore.hooks import DecisionEvent
@@ -289,6 +289,24 @@ def test_hooks_see_every_decision_with_its_endpoint() -> None:
         ("allowed", "pizza", "general", "ip:127.0.0.1"),
         ("denied", "pizza", "general", "ip:127.0.0.1"),
     ]
+
+
+def test_rate_limited_raised_by_a_view_is_a_429_too() -> None:
+    app, ext = make_app()
+    expensive = rate_limited(ext.limiter, "1/minute", key="report", name="reports")
+
+    @app.get("/report")
+    def report() -> str:
+        with expensive:
+            return "report"
+
+    client = app.test_client()
+    assert client.get("/report").status_code == 200
+    denied = client.get("/report")
+    assert denied.status_code == 429
+    assert denied.headers["Retry-After"] == "60"
+    assert denied.headers["RateLimit"] == '"reports";r=0;t=60'
+    assert denied.get_json() == {"error": "rate_limited", "limit": "reports", "retry_after": 60}
 
 
 def test_the_store_url_comes_from_app_config(monkeypatch: pytest.MonkeyPatch) -> None:
