@@ -95,7 +95,9 @@ def basic_auth_user(authorization: str | None) -> str | None:
     return user if colon and user else None
 
 
-def limits_from(spec: LimitSpec, *, name: str | None = None) -> tuple[Limit, ...]:
+def limits_from(
+    spec: LimitSpec, *, name: str | None = None, for_http: bool = True
+) -> tuple[Limit, ...]:
     """Limits from ``"7/30s"``, ``"10/s; 1000/day"``, a ``Limit`` or a list.
 
     With several limits in one spec, ``name`` prefixes each one's spec so
@@ -103,6 +105,10 @@ def limits_from(spec: LimitSpec, *, name: str | None = None) -> tuple[Limit, ...
 
     >>> [str(x) for x in limits_from("10/s; 100/h", name="api")]
     ['api:10/1s=10/1s', 'api:100/3600s=100/3600s']
+    >>> limits_from("1/s", name="x\\r\\nSet-Cookie: a=b")
+    Traceback (most recent call last):
+    ...
+    bucketcore.errors.ConfigurationError: a limit name used over HTTP must be printable ASCII, ...
     """
     if isinstance(spec, Limit):
         limits: tuple[Limit, ...] = (spec,)
@@ -112,15 +118,23 @@ def limits_from(spec: LimitSpec, *, name: str | None = None) -> tuple[Limit, ...
         limits = tuple(x for x in spec if isinstance(x, Limit))
     else:
         raise ConfigurationError(f"a limit is a spec like '7/30s', a Limit or Limits: {spec!r}")
-    if name is None:
-        return limits
-    if len(limits) == 1:
-        (limit,) = limits
-        return (Limit(limit.tokens, limit.period, burst=limit.burst, name=name),)
-    return tuple(
-        Limit(x.tokens, x.period, burst=x.burst, name=f"{name}:{x.tokens}/{x.period:g}s")
-        for x in limits
-    )
+    if name is not None:
+        if len(limits) == 1:
+            (limit,) = limits
+            limits = (Limit(limit.tokens, limit.period, burst=limit.burst, name=name),)
+        else:
+            limits = tuple(
+                Limit(x.tokens, x.period, burst=x.burst, name=f"{name}:{x.tokens}/{x.period:g}s")
+                for x in limits
+            )
+    for limit in limits if for_http else ():
+        # The name goes into HTTP headers: printable ASCII only, so no header
+        # can be broken (a newline) or refused by the server (non-Latin-1).
+        if limit.name is not None and not (limit.name.isascii() and limit.name.isprintable()):
+            raise ConfigurationError(
+                f"a limit name used over HTTP must be printable ASCII, got {limit.name!r}"
+            )
+    return limits
 
 
 class PoolRegistry:

@@ -79,7 +79,7 @@ class rate_limited:  # lower case: it is used like a function, as contextlib's h
         if timeout is not None and not wait:
             raise ConfigurationError("timeout only means something with wait=True")
         self._limiter = limiter
-        self._limits = limits_from(spec, name=name)
+        self._limits = limits_from(spec, name=name, for_http=False)
         self._key = key
         self._cost = cost
         self._wait = wait
