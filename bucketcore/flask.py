@@ -182,9 +182,9 @@ def _too_many(decision: Decision) -> flask.Response:
 class BucketCore:
     """The Flask extension: checks limits before views, adds the headers.
 
-    ``limiter`` defaults to ``Limiter.from_env`` on the app's
-    ``BUCKETCORE_URL`` config, else the ``BUCKETCORE_URL`` environment
-    variable, else ``memory://``. ``key`` names the client (default
+    ``limiter`` defaults to a ``Limiter`` on the app's ``BUCKETCORE_URL``
+    config, else the ``BUCKETCORE_URL`` environment variable, else
+    ``memory://``. ``key`` names the client (default
     ``by_ip``); ``default`` limits every view without its own ``@limit``
     (one pool, named ``default_name``). ``on_store_error``: ``"503"``
     (fail closed) or ``"pass"`` (serve the request unlimited).
