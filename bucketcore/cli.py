@@ -61,6 +61,15 @@ def parse_limit(text: str) -> Limit:
     return Limit.parse(spec, name=name.strip())
 
 
+def _shown(seconds: float) -> str:
+    """Seconds for people: 4.29, 30, 1800 (never 1.8e+03).
+
+    >>> _shown(30 / 7), _shown(1800.0)
+    ('4.29', '1800')
+    """
+    return f"{seconds:.3g}" if seconds < 1000 else f"{seconds:.0f}"
+
+
 def _seconds(value: float) -> float | None:
     return None if value == math.inf else round(value, 6)
 
@@ -136,7 +145,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
                 if decision.allowed:
                     verdict = f"allowed  {decision.remaining} left"
                 else:
-                    verdict = f"denied   retry in {decision.retry_after:.3g} s"
+                    verdict = f"denied   retry in {_shown(decision.retry_after)} s"
                 out.write(f"  #{number:<3} {verdict}\n")
             headers = decision.headers()
             out.write("last response's headers:\n")
