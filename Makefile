@@ -18,8 +18,8 @@ $(VENV)/.bench: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.dev
 
 demo: | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
-	$(BIN)/python examples/demo.py
+	$(BIN)/python -m pip install --quiet -e '.[web]'
+	$(BIN)/python examples/web_app.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
