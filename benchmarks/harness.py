@@ -40,7 +40,7 @@ class Sizes:
     zipf_keys: int  # the Zipf mix's key space
     resident: tuple[int, ...]  # the scaling suite's resident key counts
     threads: tuple[int, ...]
-    thread_peers: bool  # the slow peers in the thread groups too
+    peers_everywhere: bool  # peers in the secondary groups too (threads, full, denied)
     footprint_keys: int
     store_calls: int  # decisions per round on RocksDB and Redis
     processes: tuple[int, ...]
@@ -57,7 +57,7 @@ FULL = Sizes(
     zipf_keys=1_000_000,
     resident=(1, 1_000, 100_000, 1_000_000),
     threads=(1, 2, 8),
-    thread_peers=True,
+    peers_everywhere=True,
     footprint_keys=100_000,
     store_calls=5_000,
     processes=(1, 2, 4),
@@ -73,9 +73,9 @@ QUICK = Sizes(
     zipf_keys=1_000_000,
     resident=(1, 1_000, 100_000, 1_000_000),
     threads=(1, 2, 8),
-    thread_peers=False,
-    footprint_keys=20_000,
-    store_calls=2_000,
+    peers_everywhere=False,
+    footprint_keys=5_000,
+    store_calls=1_000,
     processes=(1, 2, 4),
     async_tasks=50,
     batch=100,
@@ -91,7 +91,7 @@ SMOKE = Sizes(
     zipf_keys=2_000,
     resident=(1, 100),
     threads=(1, 2),
-    thread_peers=True,
+    peers_everywhere=True,
     footprint_keys=200,
     store_calls=50,
     processes=(1, 2),
@@ -144,9 +144,12 @@ class Group:
         }
 
 
+_STARTED = time.monotonic()
+
+
 def progress(message: str) -> None:
-    """One line of progress on stderr (stdout carries the summary)."""
-    print(message, file=sys.stderr, flush=True)
+    """One line of progress on stderr, with the seconds since the run began."""
+    print(f"[{time.monotonic() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def time_pass(decide: Decide, keys: Sequence[Key]) -> float:

@@ -81,6 +81,7 @@ def run(sizes: Sizes) -> list[Group]:
             cycle,
             walk,
             sizes,
+            peers=sizes.peers_everywhere,
             note="bucketcore drops full buckets and recreates them: its memory bound at work",
         ),
         _workload(
@@ -99,6 +100,7 @@ def run(sizes: Sizes) -> list[Group]:
             cycle,
             walk,
             sizes,
+            peers=sizes.peers_everywhere,
             note="the warm-up pass takes each key's one token; every timed call is denied",
         ),
     ]
@@ -115,7 +117,7 @@ def threads(sizes: Sizes) -> list[Group]:
         progress(f"  {SUITE}: {title}")
         per_thread = max(1, sizes.calls // count)
         slices = [[f"t{t}-{i % 1000}" for i in range(per_thread)] for t in range(count)]
-        built = build(contenders.memory_cases(IN_USE, peers=sizes.thread_peers))
+        built = build(contenders.memory_cases(IN_USE, peers=sizes.peers_everywhere))
         try:
             times = interleave(built, sizes.rounds, lambda d, s=slices: _threads(d, s))  # type: ignore[misc]
         finally:

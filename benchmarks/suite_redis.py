@@ -93,6 +93,43 @@ def make_raw(url: str, command: str) -> Decide:
     return with_close(decide, close)
 
 
+def make_raw_script(url: str, policy: Policy) -> Decide:
+    """bucketcore's own EVALSHA for each key, packed once, then sent raw.
+
+    A diagnostic, not a floor: it splits bucketcore's cost into the server's
+    share (its script) and the client's. It builds the command with the
+    backend's private ``_command``, so it goes unavailable if that changes.
+    """
+    import hiredis
+    import redis
+    from bucketcore.backends import redis as backend
+
+    limiter = Limiter(_url(url))
+    store: Any = limiter.store
+    limits = (policy.limit(),)
+    client = redis.Redis.from_url(url)
+    client.script_load(backend.SCRIPT)
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    send, read = conn.send_packed_command, conn.read_response
+    packed: dict[Key, bytes] = {}
+
+    def decide(key: Key) -> object:
+        command = packed.get(key)
+        if command is None:
+            parts = store._command(key, limits, 1, backend._ACQUIRE)[2]
+            command = packed[key] = hiredis.pack_command(tuple(parts))
+        send([command])
+        return read()
+
+    def close() -> None:
+        pool.release(conn)
+        client.close()
+        limiter.close()
+
+    return with_close(decide, close)
+
+
 def make_redis_py_evalsha(url: str, cluster: bool = False) -> Decide:
     import redis
     import redis.cluster
@@ -210,6 +247,7 @@ def _cases(base: str, sizes: Sizes, policy: Policy, *, peers: bool, cluster: boo
         cases += [
             Case(PING, FLOOR, lambda: make_raw(url, "PING")),
             Case(bars.REDIS_EVALSHA, FLOOR, lambda: make_raw(url, "EVALSHA")),
+            Case(bars.REDIS_RAW_SCRIPT, FLOOR, lambda: make_raw_script(url, policy)),
         ]
     cases += [
         Case(REDIS_PY_EVALSHA, FLOOR, lambda: make_redis_py_evalsha(url, cluster)),
@@ -442,7 +480,7 @@ def footprint(base: str, sizes: Sizes) -> list[dict[str, Any]]:
     """``MEMORY USAGE`` summed over each library's keys, per bucket (own database each)."""
     import redis
 
-    count = min(sizes.footprint_keys, 10_000)
+    count = min(sizes.footprint_keys, 10_000)  # peers decide one call at a time
     progress(f"  redis: footprint of {count:,} buckets per library (MEMORY USAGE)")
     keys = [f"user-{i}" for i in range(count)]
     makers: dict[str, tuple[str, Any]] = {
