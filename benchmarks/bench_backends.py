@@ -71,9 +71,11 @@ class _Async:
         for key in keys:
             await self.limiter.acquire(key, self.limit)
 
+    async def _all(self, keys: list[str]) -> None:
+        await asyncio.gather(*(self._worker(keys[i::TASKS]) for i in range(TASKS)))
+
     def __call__(self, keys: list[str]) -> object:
-        work = (self._worker(keys[i::TASKS]) for i in range(TASKS))
-        return self.loop.run_until_complete(asyncio.gather(*work))
+        return self.loop.run_until_complete(self._all(keys))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.limiter.close())

@@ -424,7 +424,9 @@ def write(results: dict[str, Any], report: Path) -> list[Path]:
             series[group["id"].rsplit(".", 1)[0]].append(group)
         for series_id, members in series.items():
             name = f"{series_id}.png"
-            xlabel = "resident buckets" if "resident" in series_id else series_id.split(".")[-1]
+            xlabel = series_id.split(".")[-1]
+            if xlabel == "resident":
+                xlabel = "resident buckets"
             _line_chart(members, charts_dir / name, f"{series_id}: {xlabel}", xlabel)
             lines += [chart(name), ""]
         if suite == "memory":

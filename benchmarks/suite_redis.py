@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import queue
+import random
 import time
 import uuid
 from typing import Any
@@ -331,6 +332,7 @@ def run(servers: Servers, sizes: Sizes) -> tuple[list[Group], list[dict[str, Any
         denied(base, sizes, hot),
     ]
     groups += processes(base, sizes)
+    groups += resident(base, sizes)
     if servers.cluster is not None:
         url = servers.cluster.url
         groups += [
@@ -356,6 +358,67 @@ def run(servers: Servers, sizes: Sizes) -> tuple[list[Group], list[dict[str, Any
             ),
         ]
     return groups, footprint(base, sizes)
+
+
+def _filled(make: Any, keys: list[Key], policy: Policy, batch: int) -> Any:
+    """A bucketcore decider whose warm-up writes ``keys`` in pipelines (``fill``)."""
+
+    def build() -> Decide:
+        decide = make()
+        limiter = Limiter(decide.url)
+        limit = policy.limit()
+
+        def fill() -> None:
+            for start in range(0, len(keys), batch):
+                limiter.acquire_many([(key, limit, 1) for key in keys[start : start + batch]])
+            limiter.close()
+
+        decide.fill = fill  # type: ignore[attr-defined]
+        return decide  # type: ignore[no-any-return]
+
+    return build
+
+
+def resident(base: str, sizes: Sizes) -> list[Group]:
+    """One decision's cost as resident buckets grow, on random resident keys."""
+    url = f"{base}/0"
+    groups = []
+    for count in sizes.store_resident:
+        keys = [f"user-{i}" for i in range(count)]
+        rng = random.Random(count)
+        measured = [keys[rng.randrange(count)] for _ in range(sizes.store_calls)]
+        prefix_url = _url(url)
+
+        def single(prefix_url: str = prefix_url) -> Decide:
+            decide = contenders.make_bucketcore(IN_USE, prefix_url, full=True)
+            decide.url = prefix_url  # type: ignore[attr-defined]
+            return decide
+
+        def raw() -> Decide:
+            decide = make_raw(url, "EVALSHA")
+            decide.fill = lambda: None  # type: ignore[attr-defined]  # nothing to make resident
+            return decide
+
+        cases = [
+            Case(bars.REDIS_EVALSHA, FLOOR, raw),
+            Case(bars.REDIS_SINGLE, BUCKETCORE, _filled(single, keys, IN_USE, 100)),
+        ]
+        group = _measure(
+            f"redis.resident.{count}",
+            f"redis: {count:,} resident buckets, allowed",
+            "scaling",
+            cases,
+            measured,
+            sizes,
+            bars.REDIS_EVALSHA,
+            "the buckets are written with acquire_many first; timed calls pick resident keys",
+        )
+        group.x = float(count)
+        groups.append(group)
+        import redis
+
+        redis.Redis.from_url(url).flushdb()  # the next count starts from an empty server
+    return groups
 
 
 def denied(base: str, sizes: Sizes, hot: list[Key]) -> Group:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -185,8 +186,29 @@ def run(sizes: Sizes, root: Path | None = None) -> tuple[list[Group], list[dict[
             )
         )
         groups.append(sync_threads(data, sizes, sync_calls))
+        groups += resident(data, sizes)
         footprint = [disk_footprint(data, sizes.footprint_keys)]
     return groups, footprint
+
+
+def resident(data: DataDir, sizes: Sizes) -> list[Group]:
+    """wal's cost per decision as resident buckets grow, on random resident keys."""
+    groups = []
+    for count in sizes.store_resident:
+        fill = [f"user-{i}" for i in range(count)]
+        rng = random.Random(count)
+        measured = [fill[rng.randrange(count)] for _ in range(sizes.store_calls)]
+        group = _measure(
+            f"rocksdb.resident.{count}",
+            f"rocksdb: {count:,} resident buckets, allowed (acquire)",
+            _cases(data, ("wal",)),
+            fill,
+            measured,
+            sizes,
+        )
+        group.suite, group.x = "scaling", float(count)
+        groups.append(group)
+    return groups
 
 
 def sync_threads(data: DataDir, sizes: Sizes, sync_calls: int) -> Group:
