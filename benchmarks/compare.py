@@ -6,7 +6,8 @@
 
 Suites: memory (workloads, threads, resident-key scaling), accuracy,
 footprint, rocksdb, redis (standalone and cluster; it starts its own
-servers on free loopback ports). A suite whose backend or server is missing
+servers on free loopback ports), backends (every backend on the same
+workloads). A suite whose backend or server is missing
 is skipped with a note, and its bars are reported as not measured.
 
 Writes ``benchmarks/results/<date>.json`` (``<date>-quick.json`` in quick
@@ -17,6 +18,7 @@ PNG charts, and prints the bars with PASS/FAIL.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -33,6 +35,7 @@ from benchmarks import (
     report,
     servers,
     suite_accuracy,
+    suite_backends,
     suite_footprint,
     suite_memory,
     suite_redis,
@@ -40,7 +43,7 @@ from benchmarks import (
 )
 from benchmarks.harness import QUICK, SIZES, Group, Sizes, progress
 
-SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis")
+SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis", "backends")
 PACKAGES = (
     "bucketcore",
     "token-bucket",
@@ -87,36 +90,45 @@ def measure(
     footprint: list[dict[str, Any]] = []
     notes: list[str] = []
     redis_version = "n/a"
-    for suite in only:
-        progress(f"suite {suite}")
-        if suite == "memory":
-            groups += suite_memory.run(sizes)
-        elif suite == "accuracy":
-            accuracy += suite_accuracy.run(sizes)
-        elif suite == "footprint":
-            footprint += suite_footprint.run(sizes)
-        elif suite == "rocksdb":
-            why = suite_rocksdb.available()
-            if why:
-                notes.append(f"rocksdb suite skipped: {why}")
-                progress(f"  skipped: {why}")
-                continue
-            rocks_groups, rocks_footprint = suite_rocksdb.run(sizes, data_root)
-            groups += rocks_groups
-            footprint += rocks_footprint
-        elif suite == "redis":
-            why = suite_redis.available() or servers.missing()
-            if why:
-                notes.append(f"redis suite skipped: {why}")
-                progress(f"  skipped: {why}")
-                continue
-            with servers.started(data_root) as running:
-                redis_version = running.version
-                redis_groups, redis_footprint = suite_redis.run(running, sizes)
-            groups += redis_groups
-            footprint += redis_footprint
-        else:
-            raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    stack = contextlib.ExitStack()  # the servers, started once for the suites that need them
+    running: servers.Servers | None = None
+    with stack:
+        for suite in only:
+            progress(f"suite {suite}")
+            if suite == "memory":
+                groups += suite_memory.run(sizes)
+            elif suite == "accuracy":
+                accuracy += suite_accuracy.run(sizes)
+            elif suite == "footprint":
+                footprint += suite_footprint.run(sizes)
+            elif suite == "rocksdb":
+                why = suite_rocksdb.available()
+                if why:
+                    notes.append(f"rocksdb suite skipped: {why}")
+                    progress(f"  skipped: {why}")
+                    continue
+                rocks_groups, rocks_footprint = suite_rocksdb.run(sizes, data_root)
+                groups += rocks_groups
+                footprint += rocks_footprint
+            elif suite in ("redis", "backends"):
+                why = suite_redis.available() or servers.missing()
+                if suite == "backends":
+                    why = why or suite_rocksdb.available()
+                if why:
+                    notes.append(f"{suite} suite skipped: {why}")
+                    progress(f"  skipped: {why}")
+                    continue
+                if running is None:
+                    running = stack.enter_context(servers.started(data_root))
+                    redis_version = running.version
+                if suite == "redis":
+                    redis_groups, redis_footprint = suite_redis.run(running, sizes)
+                    groups += redis_groups
+                    footprint += redis_footprint
+                else:
+                    groups += suite_backends.run(running, sizes, data_root)
+            else:
+                raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
     group_docs = [group.as_json() for group in groups]
     seconds = time.monotonic() - started
     progress("done")

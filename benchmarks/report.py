@@ -24,6 +24,7 @@ SUITE_TITLES = {
     "rocksdb": "RocksDB: durability modes against memory:// and raw rocksdict",
     "redis": "Redis: bucketcore against PING, a raw EVALSHA and the peers",
     "cluster": "Redis Cluster (3 masters)",
+    "backends": "Every backend on the same workloads (acquire)",
 }
 SUITE_ORDER = list(SUITE_TITLES)
 

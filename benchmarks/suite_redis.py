@@ -57,7 +57,8 @@ def _prefix() -> str:
     return f"bench{uuid.uuid4().hex[:8]}:"
 
 
-def _url(base: str, **options: Any) -> str:
+def prefixed(base: str, **options: Any) -> str:
+    """``base`` with a key prefix of its own (and ``options``) in the query."""
     query = "&".join(f"{name}={value}" for name, value in {"prefix": _prefix(), **options}.items())
     return f"{base}?{query}"
 
@@ -105,7 +106,7 @@ def make_raw_script(url: str, policy: Policy) -> Decide:
     import redis
     from bucketcore.backends import redis as backend
 
-    limiter = Limiter(_url(url))
+    limiter = Limiter(prefixed(url))
     store: Any = limiter.store
     limits = (policy.limit(),)
     client = redis.Redis.from_url(url)
@@ -255,18 +256,22 @@ def _cases(base: str, sizes: Sizes, policy: Policy, *, peers: bool, cluster: boo
         Case(
             bars.REDIS_SINGLE,
             BUCKETCORE,
-            lambda: contenders.make_bucketcore(policy, _url(url), full=True),
+            lambda: contenders.make_bucketcore(policy, prefixed(url), full=True),
         ),
-        Case(TRY_ACQUIRE, BUCKETCORE, lambda: contenders.make_bucketcore(policy, _url(url))),
+        Case(
+            TRY_ACQUIRE,
+            BUCKETCORE,
+            lambda: contenders.make_bucketcore(policy, prefixed(url)),
+        ),
         Case(
             bars.REDIS_BATCH.replace("(batch)", f"(batches of {sizes.batch})"),
             BUCKETCORE,
-            lambda: make_batch(_url(url), policy, sizes.batch),
+            lambda: make_batch(prefixed(url), policy, sizes.batch),
         ),
         Case(
             bars.REDIS_ASYNC.replace("(tasks)", f"({sizes.async_tasks} tasks)"),
             BUCKETCORE,
-            lambda: make_async(_url(url), policy, sizes.async_tasks),
+            lambda: make_async(prefixed(url), policy, sizes.async_tasks),
         ),
     ]
     if peers:
@@ -387,7 +392,7 @@ def resident(base: str, sizes: Sizes) -> list[Group]:
         keys = [f"user-{i}" for i in range(count)]
         rng = random.Random(count)
         measured = [keys[rng.randrange(count)] for _ in range(sizes.store_calls)]
-        prefix_url = _url(url)
+        prefix_url = prefixed(url)
 
         def single(prefix_url: str = prefix_url) -> Decide:
             decide = contenders.make_bucketcore(IN_USE, prefix_url, full=True)
@@ -429,12 +434,14 @@ def denied(base: str, sizes: Sizes, hot: list[Key]) -> Group:
         Case(
             "bucketcore redis acquire, deny cache (default)",
             BUCKETCORE,
-            lambda: contenders.make_bucketcore(DENIED, _url(url), full=True),
+            lambda: contenders.make_bucketcore(DENIED, prefixed(url), full=True),
         ),
         Case(
             NO_DENY_CACHE,
             BUCKETCORE,
-            lambda: contenders.make_bucketcore(DENIED, _url(url, deny_cache="false"), full=True),
+            lambda: contenders.make_bucketcore(
+                DENIED, prefixed(url, deny_cache="false"), full=True
+            ),
         ),
         *peer_cases(base, DENIED),
     ]
@@ -502,7 +509,7 @@ def processes(base: str, sizes: Sizes) -> list[Group]:
     for count in sizes.processes:
         title = f"{count} process{'es' if count > 1 else ''}, distinct keys, allowed"
         progress(f"  redis: {title}")
-        url = _url(f"{base}/0")
+        url = prefixed(f"{base}/0")
         kinds = {
             bars.REDIS_EVALSHA: ("evalsha", FLOOR),
             bars.REDIS_SINGLE: ("bucketcore", BUCKETCORE),
@@ -560,7 +567,7 @@ def footprint(base: str, sizes: Sizes) -> list[dict[str, Any]]:
         client.flushdb()
         try:
             if which is None:
-                limiter = Limiter(_url(f"{base}/{db}"))
+                limiter = Limiter(prefixed(f"{base}/{db}"))
                 limit = IN_USE.limit()
                 for start in range(0, count, 100):
                     limiter.acquire_many([(key, limit, 1) for key in keys[start : start + 100]])

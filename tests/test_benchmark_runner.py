@@ -81,9 +81,17 @@ def test_the_redis_suites_run_against_their_own_servers(tmp_path: Path) -> None:
         if IN_CI and suite_redis.available() is None:
             pytest.fail(f"under CI the Redis benchmarks must run: {why}")
         pytest.skip(why)
-    results = compare.measure(SMOKE, ("redis",), tmp_path)
+    suites = ("redis",) if suite_rocksdb.available() else ("redis", "backends")
+    results = compare.measure(SMOKE, suites, tmp_path)
     ids = {group["id"] for group in results["groups"]}
     assert {"redis.hot", "redis.many", "redis.denied", "cluster.hot"} <= ids
+    assert {f"redis.resident.{n}" for n in SMOKE.store_resident} <= ids
+    if "backends" in suites:
+        backends = {
+            group["id"]: group for group in results["groups"] if group["suite"] == "backends"
+        }
+        assert set(backends) == {"backends.hot", "backends.many", "backends.denied"}
+        assert all(len(group["rows"]) == 9 for group in backends.values())
     assert {f"redis.processes.{n}" for n in SMOKE.processes} <= ids
     rows = [row for row in results["bars"] if row["issue"] == 4]
     assert len(rows) == 3
