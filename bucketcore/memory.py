@@ -100,6 +100,9 @@ class MemoryStore:
     def _settle(self) -> None:
         """Called after the lock is released, before a changing call returns."""
 
+    def _forget(self, bucket_ids: list[BucketId]) -> None:
+        """The sweep dropped these full buckets from memory (their records may go)."""
+
     # -- the contract ------------------------------------------------------
 
     def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
@@ -256,6 +259,7 @@ class MemoryStore:
         buckets = self._buckets
         end = min(len(queue), position + _SWEEP_MAX)
         live = 0
+        dropped: list[BucketId] | None = [] if self._writes_through else None
         while position < end and live < _SWEEP_LIVE:
             bucket_id = queue[position]
             position += 1
@@ -264,9 +268,13 @@ class MemoryStore:
                 continue
             if bucket[0] <= now_ns * bucket[1].units_per_ns:
                 del buckets[bucket_id]
+                if dropped is not None:
+                    dropped.append(bucket_id)
             else:
                 live += 1
         self._sweep_next = position
+        if dropped:
+            self._forget(dropped)
 
 
 def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> MemoryStore:
