@@ -15,11 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import bucketcore.backends.rocksdb as rocksdb_backend
 import pytest
 import rocksdict
-from bucketcore.backends.rocksdb import RocksDBStore
 
+import bucketcore.backends.rocksdb as rocksdb_backend
 from bucketcore import (
     ConfigurationError,
     CorruptState,
@@ -29,6 +28,7 @@ from bucketcore import (
     StoreError,
     StoreLocked,
 )
+from bucketcore.backends.rocksdb import RocksDBStore
 from bucketcore.decision import seconds_at_least
 
 SECOND = 1_000_000_000
