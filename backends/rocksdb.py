@@ -64,7 +64,7 @@ from bucketcore.errors import (
     StoreLocked,
 )
 from bucketcore.limit import Limit
-from bucketcore.memory import BucketId, MemoryStore
+from bucketcore.memory import BucketId, Change, MemoryStore
 from bucketcore.store import Clock, split_options
 
 try:
@@ -182,7 +182,7 @@ def _store_error(exc: Exception, doing: str, path: str) -> StoreError:
 
 
 class _ClosedTable(dict[Any, Any]):
-    """Replaces the bucket table on close, so every later call raises."""
+    """Replaces the bucket tables on close, so every later call raises."""
 
     def _closed(self, *args: object) -> NoReturn:
         raise StoreClosed("this RocksDB store is closed")
@@ -421,7 +421,7 @@ class RocksDBStore(MemoryStore):
         log.warning("%s; treating the bucket as empty", message)
         return now_ns * limit.units_per_ns + limit.capacity_units
 
-    def _persist(self, changes: list[tuple[BucketId, Limit, int | None]], now_ns: int) -> None:
+    def _persist(self, changes: list[Change], now_ns: int) -> None:
         if self._background_error is not None:
             error, self._background_error = self._background_error, None
             raise error
@@ -564,7 +564,7 @@ class RocksDBStore(MemoryStore):
                     break
                 examined += 1
                 bucket_id = _bucket_id(record_key)
-                if bucket_id is None or bucket_id in self._buckets or bucket_id in self._dirty:
+                if bucket_id is None or self._resident(bucket_id) or bucket_id in self._dirty:
                     iterator.next()
                     continue
                 try:
@@ -586,6 +586,10 @@ class RocksDBStore(MemoryStore):
                     batch.delete(record_key)
                 self._db.write(batch, self._write_options)
 
+    def _resident(self, bucket_id: BucketId) -> bool:
+        table = self._tables.get(bucket_id[0])
+        return table is not None and bucket_id[1] in table
+
     # -- closing --------------------------------------------------------------------
 
     def close(self) -> None:
@@ -604,7 +608,7 @@ class RocksDBStore(MemoryStore):
                     self.flush()
             finally:
                 with self._lock:
-                    self._buckets = _ClosedTable()
+                    self._tables = _ClosedTable()
                     try:
                         with self._mapped("close"):
                             self._db.flush_wal(True)

@@ -9,9 +9,19 @@ True
 
 from __future__ import annotations
 
-from bucketcore.errors import ConfigurationError
+from typing import cast
 
-__all__ = ["MAX_KEY_BYTES", "canonical_key", "check_cost", "check_key", "key_bytes"]
+from bucketcore.errors import ConfigurationError
+from bucketcore.limit import Limit
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "canonical_key",
+    "check_cost",
+    "check_key",
+    "check_limits",
+    "key_bytes",
+]
 
 MAX_KEY_BYTES = 4096
 
@@ -81,3 +91,20 @@ def check_cost(cost: object, what: str = "cost") -> int:
     if cost < 1:
         raise ConfigurationError(f"{what} must be >= 1, got {cost!r}")
     return cost
+
+
+def check_limits(limits: tuple[object, ...]) -> tuple[Limit, ...]:
+    """Raise ``ConfigurationError`` unless ``limits`` are distinct ``Limit`` objects.
+
+    >>> len(check_limits((Limit(1, 1), Limit(2, 1))))
+    2
+    """
+    if not limits:
+        raise ConfigurationError("give at least one Limit")
+    for limit in limits:
+        if type(limit) is not Limit:
+            raise ConfigurationError(f"limits must be Limit objects, got {limit!r}")
+    checked = cast(tuple[Limit, ...], limits)
+    if len(checked) > 1 and len({limit.identity for limit in checked}) != len(checked):
+        raise ConfigurationError(f"the same limit is given twice: {[str(x) for x in checked]}")
+    return checked

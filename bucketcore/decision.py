@@ -17,22 +17,47 @@ from bucketcore.limit import Limit
 __all__ = ["Decision"]
 
 _INF = math.inf
+_EXACT_FLOAT_INT = 2**53
 _nextafter = math.nextafter
 
 
 def seconds_at_least(ns: int) -> float:
     """``ns`` nanoseconds as float seconds, never below the exact value.
 
-    A correctly rounded division is off by at most half an ulp, so one
-    step up is always enough (and adds under 10 ns even at a year).
+    Below 2**53 ns (104 days) ``ns`` is an exact float and the division is
+    correctly rounded, so one step up covers its half-ulp error. Above, the
+    conversion rounds too, so step up until the float is provably enough.
 
     >>> seconds_at_least(0), seconds_at_least(1_500_000_000) >= 1.5
     (0.0, True)
     """
-    return _nextafter(ns / 1e9, _INF) if ns > 0 else 0.0
+    if ns <= 0:
+        return 0.0
+    seconds = _nextafter(ns / 1e9, _INF)
+    if ns >= _EXACT_FLOAT_INT:
+        numerator, denominator = seconds.as_integer_ratio()
+        while numerator * 1_000_000_000 < ns * denominator:
+            seconds = _nextafter(seconds, _INF)
+            numerator, denominator = seconds.as_integer_ratio()
+    return seconds
+
+
+_ULP_BELOW_A_NANOSECOND = 2.0**22  # seconds below which 2 ulps < 1 ns
 
 
 def _whole_seconds(seconds: float) -> int:
+    """Seconds rounded up to a whole number, for headers.
+
+    Our floats are whole nanoseconds rounded up by at most 1.5 ulp
+    (``seconds_at_least``), so 1440 s may arrive as 1440.0000000000002.
+    Below 2**22 s two ulps are less than the 1 ns between candidate values,
+    so stepping two ulps down before ``ceil`` undoes just that rounding.
+
+    >>> _whole_seconds(1440.0000000000002), _whole_seconds(1440.000000001)
+    (1440, 1441)
+    """
+    if seconds < _ULP_BELOW_A_NANOSECOND:
+        return math.ceil(seconds - 2 * math.ulp(seconds))
     return math.ceil(seconds)
 
 
@@ -42,8 +67,9 @@ class Decision:
 
     ``retry_after``: seconds until the same call would succeed (0.0 when
     allowed, ``math.inf`` when the cost exceeds the burst). ``reset_after``:
-    seconds until the bucket is full. ``limit``: the binding limit.
-    ``degraded``: a store failed and the failure policy decided instead.
+    seconds until the bucket is full. Both are rounded up, so a client that
+    waits them succeeds. ``limit``: the binding limit. ``degraded``: a store
+    failed and the failure policy decided instead.
 
     >>> from bucketcore import Limit
     >>> bool(Decision(False, 0, 2.0, 2.0, Limit(1, 2)))
@@ -65,7 +91,8 @@ class Decision:
 
         ``RateLimit-Policy`` states the quota ``q`` per window ``w`` seconds
         (a fractional period is scaled up to whole seconds); ``t`` and
-        ``X-RateLimit-Reset`` count whole seconds until the bucket is full.
+        ``X-RateLimit-Reset`` count whole seconds until the bucket is full;
+        ``Retry-After`` (on a denial that can ever succeed) is rounded up.
 
         >>> from bucketcore import Limit
         >>> Decision(False, 0, 1.2, 3.0, Limit(1, 3)).headers()["Retry-After"]
@@ -74,10 +101,11 @@ class Decision:
         limit = self.limit
         name = limit.name if limit.name is not None else str(limit)
         name = name.replace("\\", "\\\\").replace('"', '\\"')
-        window = max(1, _whole_seconds(limit.period))
-        quota = (
-            limit.tokens if window == limit.period else int(limit.tokens * window / limit.period)
-        )
+        window = max(1, -(-limit.period_ns // 1_000_000_000))
+        if window * 1_000_000_000 == limit.period_ns:
+            quota = limit.tokens
+        else:
+            quota = limit.tokens * window * 1_000_000_000 // limit.period_ns
         reset = _whole_seconds(self.reset_after)
         headers = {
             "RateLimit-Policy": f'"{name}";q={quota};w={window}',
@@ -101,7 +129,14 @@ class _DecisionDraft:
     """
 
     # The same names in the same order as Decision's fields (checked below).
-    __slots__ = ("allowed", "remaining", "retry_after", "reset_after", "limit", "degraded")  # noqa: RUF023
+    __slots__ = (  # noqa: RUF023
+        "allowed",
+        "remaining",
+        "retry_after",
+        "reset_after",
+        "limit",
+        "degraded",
+    )
     allowed: bool
     remaining: int
     retry_after: float
@@ -110,7 +145,7 @@ class _DecisionDraft:
     degraded: bool
 
 
-if _DecisionDraft.__slots__ != Decision.__slots__:  # pragma: no cover - a edit gone wrong
+if _DecisionDraft.__slots__ != Decision.__slots__:  # pragma: no cover - an edit gone wrong
     raise RuntimeError("_DecisionDraft.__slots__ must match Decision's fields, in order")
 
 _new_draft = object.__new__

@@ -22,10 +22,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, cast
 
-from bucketcore._keys import MAX_KEY_BYTES, canonical_key, check_cost, check_key
+from bucketcore._keys import MAX_KEY_BYTES, canonical_key, check_cost, check_key, check_limits
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreClosed
 from bucketcore.limit import Limit
+from bucketcore.memory import MemoryStore
 from bucketcore.store import (
     AsyncStore,
     Clock,
@@ -42,22 +43,10 @@ Key = str | bytes
 LimitsArg = Limit | Sequence[Limit]
 
 
-def _check_limits(limits: tuple[object, ...]) -> tuple[Limit, ...]:
-    if not limits:
-        raise ConfigurationError("give at least one Limit")
-    for limit in limits:
-        if type(limit) is not Limit:
-            raise ConfigurationError(f"limits must be Limit objects, got {limit!r}")
-    checked = cast(tuple[Limit, ...], limits)
-    if len(checked) > 1 and len({limit.identity for limit in checked}) != len(checked):
-        raise ConfigurationError(f"the same limit is given twice: {[str(x) for x in checked]}")
-    return checked
-
-
 def _check_call(key: object, limits: tuple[object, ...], cost: object) -> tuple[Limit, ...]:
     check_key(key)
     check_cost(cost)
-    return _check_limits(limits)
+    return check_limits(limits)
 
 
 def _check_timeout(timeout: object) -> float:
@@ -159,6 +148,12 @@ class Limiter:
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._sleep = sleep if sleep is not None else time.sleep
         self._gate = _FifoGate()
+        if type(self._store) is MemoryStore:
+            # memory:// decides in a few hundred nanoseconds, a third of which
+            # would be this class's own call layer: let its validating fast
+            # paths answer directly (close() removes them again).
+            self.try_acquire = self._store.checked_try_acquire  # type: ignore[method-assign]
+            self.acquire = self._store.checked_acquire  # type: ignore[method-assign]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Limiter:
@@ -194,7 +189,7 @@ class Limiter:
         if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
             check_key(key)
         if len(limits) != 1 or type(limits[0]) is not Limit:
-            _check_limits(limits)
+            check_limits(limits)
         if type(cost) is not int or cost < 1:
             check_cost(cost)
         return self._store.try_acquire(key, limits, cost)
@@ -208,7 +203,7 @@ class Limiter:
         if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
             check_key(key)
         if len(limits) != 1 or type(limits[0]) is not Limit:
-            _check_limits(limits)
+            check_limits(limits)
         if type(cost) is not int or cost < 1:
             check_cost(cost)
         return self._store.acquire(key, limits, cost)
@@ -240,7 +235,7 @@ class Limiter:
         """
         check_key(key)
         check_cost(tokens, "tokens")
-        self._store.refund(key, _check_limits(limits), tokens)
+        self._store.refund(key, check_limits(limits), tokens)
 
     def reset(self, key: Key, *limits: Limit) -> None:
         """Make the buckets full again.
@@ -248,7 +243,7 @@ class Limiter:
         >>> Limiter().reset("alice", Limit(1, 60.0))
         """
         check_key(key)
-        self._store.reset(key, _check_limits(limits))
+        self._store.reset(key, check_limits(limits))
 
     def wait(
         self, key: Key, *limits: Limit, cost: int = 1, timeout: float | None = None
@@ -288,6 +283,8 @@ class Limiter:
     def close(self) -> None:
         """Release the store; later calls raise ``StoreClosed``."""
         store, self._store = self._store, cast(Store, _ClosedStore())
+        self.__dict__.pop("try_acquire", None)
+        self.__dict__.pop("acquire", None)
         store.close()
 
     def __enter__(self) -> Limiter:
@@ -381,12 +378,12 @@ class AsyncLimiter:
         """See ``Limiter.refund``."""
         check_key(key)
         check_cost(tokens, "tokens")
-        await self._store.refund(key, _check_limits(limits), tokens)
+        await self._store.refund(key, check_limits(limits), tokens)
 
     async def reset(self, key: Key, *limits: Limit) -> None:
         """See ``Limiter.reset``."""
         check_key(key)
-        await self._store.reset(key, _check_limits(limits))
+        await self._store.reset(key, check_limits(limits))
 
     async def wait(
         self, key: Key, *limits: Limit, cost: int = 1, timeout: float | None = None

@@ -1,12 +1,12 @@
-"""``memory://``: the in-process core, one lock around a dict of buckets.
+"""``memory://``: the in-process core, one lock around tables of buckets.
 
 This is the authority for ``memory://`` and, with write-through hooks, for
 ``rocksdb://``. It does no I/O: persistence lives in subclasses.
 
-A bucket is ``[tat, limit]`` under ``(limit.identity, key)``; a missing
-bucket is a full one. Full buckets carry no information, so they are dropped
-lazily: each call that creates a bucket also sweeps a little of a snapshot of
-the table (see ``_sweep``). No thread, and no live bucket is ever reset.
+Each limit identity has a table ``{key: [tat, limit]}``; a missing bucket is
+a full one. Full buckets carry no information, so they are dropped lazily:
+each call that creates a bucket also sweeps a little of a snapshot of the
+tables (see ``_sweep``). No thread, and no live bucket is ever reset.
 
 >>> from bucketcore import Limit
 >>> store = MemoryStore(clock=lambda: 0)
@@ -17,6 +17,7 @@ the table (see ``_sweep``). No thread, and no live bucket is ever reset.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -24,36 +25,43 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from bucketcore._gcra import NEVER, Step, evaluate, refunded
-from bucketcore._keys import canonical_key
-from bucketcore.decision import Decision, from_nanoseconds
+from bucketcore._keys import MAX_KEY_BYTES, canonical_key, check_cost, check_key, check_limits
+from bucketcore.decision import Decision, from_nanoseconds, make_decision, seconds_at_least
 from bucketcore.errors import ConfigurationError
 from bucketcore.limit import Limit
 from bucketcore.store import Clock, Request, split_options
 
-__all__ = ["MemoryStore", "open_store"]
+__all__ = ["MemoryStore", "decision_from_steps", "open_store"]
 
 Key = str | bytes
-BucketId = tuple[str, Key]
+BucketId = tuple[str, Key]  # (limit.identity, canonical key): what write-through hooks see
 Bucket = list[Any]  # [tat: int, limit: Limit]; a list so the hot path updates in place
+Table = dict[Key, Bucket]
+Change = tuple[BucketId, Limit, int | None]
 
 # Per created bucket, sweep until this many live buckets were seen (so the
-# table cannot outgrow twice its live size for long), but never examine more
-# than _SWEEP_MAX entries in one call (so no call stalls on a huge table).
+# tables cannot outgrow about twice their live size for long), but never
+# examine more than _SWEEP_MAX entries in one call (so no call stalls).
+_INF = math.inf
+_EXACT_FLOAT_INT = 2**53  # seconds_at_least's fast case, inlined in acquire
+_nextafter = math.nextafter
+
 _SWEEP_LIVE = 2
 _SWEEP_MAX = 1024
 
 
-def _binding(limits: tuple[Limit, ...], steps: list[Step], allowed: bool) -> int:
+def _binding(steps: Sequence[Step], allowed: bool) -> int:
     """Index of the binding limit: longest wait if denied, fewest tokens if allowed."""
+    indices = range(len(steps))
     if allowed:
-        return min(range(len(steps)), key=lambda i: (steps[i].remaining, -steps[i].reset_ns))
+        return min(indices, key=lambda i: (steps[i].remaining, -steps[i].reset_ns))
     return max(
-        range(len(steps)),
+        indices,
         key=lambda i: (steps[i].retry_ns == NEVER, steps[i].retry_ns, -steps[i].remaining),
     )
 
 
-def decision_from_steps(limits: tuple[Limit, ...], steps: list[Step]) -> Decision:
+def decision_from_steps(limits: Sequence[Limit], steps: Sequence[Step]) -> Decision:
     """Combine per-limit steps into the call's ``Decision`` (all-or-nothing).
 
     >>> from bucketcore._gcra import evaluate
@@ -62,7 +70,7 @@ def decision_from_steps(limits: tuple[Limit, ...], steps: list[Step]) -> Decisio
     1
     """
     allowed = all(step.allowed for step in steps)
-    index = _binding(limits, steps, allowed)
+    index = 0 if len(steps) == 1 else _binding(steps, allowed)
     step = steps[index]
     return from_nanoseconds(allowed, step.remaining, step.retry_ns, step.reset_ns, limits[index])
 
@@ -84,8 +92,11 @@ class MemoryStore:
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._lock = threading.Lock()
-        self._buckets: dict[BucketId, Bucket] = {}
-        self._sweep_queue: list[BucketId] = []
+        self._tables: dict[str, Table] = {}
+        self._sweep_identities: list[str] = []
+        self._sweep_identity = ""
+        self._sweep_table: Table = {}
+        self._sweep_keys: list[Key] = []
         self._sweep_next = 0
 
     # -- hooks for write-through subclasses (called with the lock held) ----
@@ -94,7 +105,7 @@ class MemoryStore:
         """The persisted ``tat`` of a bucket missing from memory, if any."""
         return None
 
-    def _persist(self, changes: list[tuple[BucketId, Limit, int | None]], now_ns: int) -> None:
+    def _persist(self, changes: list[Change], now_ns: int) -> None:
         """Record new states (``None``: the bucket is full) before answering."""
 
     def _settle(self) -> None:
@@ -106,56 +117,128 @@ class MemoryStore:
     # -- the contract ------------------------------------------------------
 
     def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
-        if len(limits) != 1:
+        if self._writes_through:
             return self._decide(key, limits, cost, consume=True).allowed
-        limit = limits[0]
-        if type(key) is not str:
+        return self.checked_try_acquire(key, *limits, cost=cost)
+
+    def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
+        if self._writes_through:
+            return self._decide(key, limits, cost, consume=True)
+        return self.checked_acquire(key, *limits, cost=cost)
+
+    def checked_try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
+        """``Limiter.try_acquire`` for memory://: it validates, then decides.
+
+        Write-through subclasses never come here: ``try_acquire`` sends them
+        to ``_decide``, which calls their hooks.
+
+        >>> MemoryStore().checked_try_acquire("alice", Limit(1, 1.0))
+        True
+        """
+        if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
+            check_key(key)
             key = canonical_key(key)
-        bucket_id = (limit.identity, key)
-        with self._lock:
+        if type(cost) is not int or cost < 1:
+            check_cost(cost)
+        if len(limits) != 1 or type(limits[0]) is not Limit:
+            return self._decide(key, check_limits(limits), cost, consume=True).allowed
+        # The single-limit case of _gcra.evaluate, inlined: this is the hot path.
+        limit = limits[0]
+        lock = self._lock
+        lock.acquire()
+        try:
             now_ns = self._clock()
             now = now_ns * limit.units_per_ns
-            bucket = self._buckets.get(bucket_id)
+            try:
+                bucket = self._tables[limit.identity].get(key)
+            except KeyError:  # the limit's first bucket
+                bucket = None
             if bucket is None:
-                tat = self._load(bucket_id, limit, now_ns) if self._writes_through else None
-                after = (now if tat is None or tat < now else tat) + cost * limit.token_units
+                after = now + cost * limit.token_units
                 if after - now > limit.capacity_units:
                     return False
-                self._buckets[bucket_id] = [after, limit]
-                self._sweep(now_ns)
+                self._create(limit, key, after, now_ns)
+                return True
+            if bucket[1] is not limit:
+                self._check_same_limit(bucket, limit)
+            tat = bucket[0]
+            after = (now if tat < now else tat) + cost * limit.token_units
+            if after - now > limit.capacity_units:
+                return False
+            bucket[0] = after
+            return True
+        finally:
+            lock.release()
+
+    def checked_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
+        """``Limiter.acquire`` for memory://: it validates, then decides.
+
+        >>> MemoryStore().checked_acquire("alice", Limit(3, 1.0)).remaining
+        2
+        """
+        if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
+            check_key(key)
+            key = canonical_key(key)
+        if type(cost) is not int or cost < 1:
+            check_cost(cost)
+        if len(limits) != 1 or type(limits[0]) is not Limit:
+            return self._decide(key, check_limits(limits), cost, consume=True)
+        # As in checked_try_acquire; only the allowed case is inlined.
+        limit = limits[0]
+        lock = self._lock
+        lock.acquire()
+        try:
+            now_ns = self._clock()
+            units = limit.units_per_ns
+            now = now_ns * units
+            try:
+                bucket = self._tables[limit.identity].get(key)
+            except KeyError:  # the limit's first bucket
+                bucket = None
+            if bucket is None:
+                tat = None
+                debt = cost * limit.token_units
+                if debt <= limit.capacity_units:
+                    self._create(limit, key, now + debt, now_ns)
             else:
                 if bucket[1] is not limit:
                     self._check_same_limit(bucket, limit)
                 tat = bucket[0]
-                after = (now if tat < now else tat) + cost * limit.token_units
-                if after - now > limit.capacity_units:
-                    return False
-                bucket[0] = after
-            if self._writes_through:
-                self._persist([(bucket_id, limit, after)], now_ns)
-        if self._writes_through:
-            self._settle()
-        return True
-
-    def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
-        return self._decide(key, limits, cost, consume=True)
+                debt = (now if tat < now else tat) + cost * limit.token_units - now
+                if debt <= limit.capacity_units:
+                    bucket[0] = now + debt
+        finally:
+            lock.release()
+        capacity = limit.capacity_units
+        if debt > capacity:
+            step = evaluate(limit, tat, now_ns, cost)
+            return from_nanoseconds(False, step.remaining, step.retry_ns, step.reset_ns, limit)
+        reset_ns = debt if units == 1 else -(-debt // units)
+        return make_decision(
+            True,
+            (capacity - debt) // limit.token_units,
+            0.0,
+            _nextafter(reset_ns / 1e9, _INF)
+            if 0 < reset_ns < _EXACT_FLOAT_INT
+            else seconds_at_least(reset_ns),
+            limit,
+        )
 
     def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         return self._decide(key, limits, cost, consume=False)
 
     def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
-        return [self._decide(key, limits, cost, consume=True) for key, limits, cost in requests]
+        return [self.acquire(key, limits, cost) for key, limits, cost in requests]
 
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         key = canonical_key(key)
         with self._lock:
             now_ns = self._clock()
-            changes = []
+            changes: list[Change] = []
             for limit in limits:
-                bucket_id = (limit.identity, key)
-                tat = refunded(limit, self._tat(bucket_id, limit, now_ns), now_ns, tokens)
-                self._store_tat(bucket_id, limit, tat, now_ns)
-                changes.append((bucket_id, limit, tat))
+                tat = refunded(limit, self._tat(limit, key, now_ns), now_ns, tokens)
+                self._set_tat(limit, key, tat, now_ns)
+                changes.append(((limit.identity, key), limit, tat))
             if self._writes_through:
                 self._persist(changes, now_ns)
         if self._writes_through:
@@ -165,13 +248,10 @@ class MemoryStore:
         key = canonical_key(key)
         with self._lock:
             now_ns = self._clock()
-            changes: list[tuple[BucketId, Limit, int | None]] = []
             for limit in limits:
-                bucket_id = (limit.identity, key)
-                self._buckets.pop(bucket_id, None)
-                changes.append((bucket_id, limit, None))
+                self._set_tat(limit, key, None, now_ns)
             if self._writes_through:
-                self._persist(changes, now_ns)
+                self._persist([((limit.identity, key), limit, None) for limit in limits], now_ns)
         if self._writes_through:
             self._settle()
 
@@ -180,7 +260,7 @@ class MemoryStore:
 
     def __len__(self) -> int:
         """How many buckets are resident (full ones may still be among them)."""
-        return len(self._buckets)
+        return sum(len(table) for table in self._tables.values())
 
     # -- internals -----------------------------------------------------------
 
@@ -188,46 +268,53 @@ class MemoryStore:
         key = canonical_key(key)
         with self._lock:
             now_ns = self._clock()
-            ids = [(limit.identity, key) for limit in limits]
             steps = [
-                evaluate(limit, self._tat(bucket_id, limit, now_ns), now_ns, cost)
-                for bucket_id, limit in zip(ids, limits, strict=True)
+                evaluate(limit, self._tat(limit, key, now_ns), now_ns, cost) for limit in limits
             ]
             changed = consume and all(step.allowed for step in steps)
             if changed:
-                for bucket_id, limit, step in zip(ids, limits, steps, strict=True):
-                    self._store_tat(bucket_id, limit, step.tat, now_ns)
+                for limit, step in zip(limits, steps, strict=True):
+                    self._set_tat(limit, key, step.tat, now_ns)
                 if self._writes_through:
-                    self._persist(
-                        [
-                            (bid, lim, st.tat)
-                            for bid, lim, st in zip(ids, limits, steps, strict=True)
-                        ],
-                        now_ns,
-                    )
+                    changes: list[Change] = [
+                        ((limit.identity, key), limit, step.tat)
+                        for limit, step in zip(limits, steps, strict=True)
+                    ]
+                    self._persist(changes, now_ns)
         if changed and self._writes_through:
             self._settle()
         return decision_from_steps(limits, steps)
 
-    def _tat(self, bucket_id: BucketId, limit: Limit, now_ns: int) -> int | None:
-        bucket = self._buckets.get(bucket_id)
+    def _tat(self, limit: Limit, key: Key, now_ns: int) -> int | None:
+        table = self._tables.get(limit.identity)
+        bucket = None if table is None else table.get(key)
         if bucket is None:
-            return self._load(bucket_id, limit, now_ns) if self._writes_through else None
+            if self._writes_through:
+                return self._load((limit.identity, key), limit, now_ns)
+            return None
         if bucket[1] is not limit:
             self._check_same_limit(bucket, limit)
         tat: int = bucket[0]
         return tat
 
-    def _store_tat(self, bucket_id: BucketId, limit: Limit, tat: int | None, now_ns: int) -> None:
+    def _set_tat(self, limit: Limit, key: Key, tat: int | None, now_ns: int) -> None:
+        table = self._tables.get(limit.identity)
         if tat is None:
-            self._buckets.pop(bucket_id, None)
+            if table is not None:
+                table.pop(key, None)
             return
-        bucket = self._buckets.get(bucket_id)
+        bucket = None if table is None else table.get(key)
         if bucket is None:
-            self._buckets[bucket_id] = [tat, limit]
-            self._sweep(now_ns)
+            self._create(limit, key, tat, now_ns)
         else:
             bucket[0] = tat
+
+    def _create(self, limit: Limit, key: Key, tat: int, now_ns: int) -> None:
+        table = self._tables.get(limit.identity)
+        if table is None:
+            table = self._tables[limit.identity] = {}
+        table[key] = [tat, limit]
+        self._sweep(now_ns)
 
     @staticmethod
     def _check_same_limit(bucket: Bucket, limit: Limit) -> None:
@@ -243,38 +330,57 @@ class MemoryStore:
         bucket[1] = limit
 
     def _sweep(self, now_ns: int) -> None:
-        """Drop full buckets from a snapshot of the table, a few per call.
+        """Drop full buckets from a snapshot of the tables, a few per call.
 
         Called once per created bucket: it walks the snapshot until it has
         passed ``_SWEEP_LIVE`` live buckets, so each creation pays for the
-        full buckets it meets, and a new snapshot is taken once the walk
-        reaches its end. Every bucket is looked at within about ``n / 2``
-        creations; amortised O(1), and at most ``_SWEEP_MAX`` per call.
+        full buckets it meets, and a new snapshot is taken where the walk
+        ends. Every bucket is looked at within about ``n / 2`` creations:
+        amortised O(1), and at most ``_SWEEP_MAX`` entries in one call.
         """
-        queue = self._sweep_queue
-        position = self._sweep_next
-        if position >= len(queue):
-            queue = self._sweep_queue = list(self._buckets)
-            position = 0
-        buckets = self._buckets
-        end = min(len(queue), position + _SWEEP_MAX)
         live = 0
+        budget = _SWEEP_MAX
         dropped: list[BucketId] | None = [] if self._writes_through else None
-        while position < end and live < _SWEEP_LIVE:
-            bucket_id = queue[position]
-            position += 1
-            bucket = buckets.get(bucket_id)
-            if bucket is None:
+        while live < _SWEEP_LIVE and budget > 0:
+            keys = self._sweep_keys
+            position = self._sweep_next
+            if position >= len(keys):
+                self._next_sweep_table()
+                budget -= 1
                 continue
-            if bucket[0] <= now_ns * bucket[1].units_per_ns:
-                del buckets[bucket_id]
-                if dropped is not None:
-                    dropped.append(bucket_id)
-            else:
-                live += 1
-        self._sweep_next = position
+            table = self._sweep_table
+            end = min(len(keys), position + budget)
+            start = position
+            while position < end and live < _SWEEP_LIVE:
+                key = keys[position]
+                position += 1
+                bucket = table.get(key)
+                if bucket is None:
+                    continue
+                if bucket[0] <= now_ns * bucket[1].units_per_ns:
+                    del table[key]
+                    if dropped is not None:
+                        dropped.append((self._sweep_identity, key))
+                else:
+                    live += 1
+            budget -= position - start
+            self._sweep_next = position
         if dropped:
             self._forget(dropped)
+
+    def _next_sweep_table(self) -> None:
+        if not self._sweep_identities:
+            self._sweep_identities = list(self._tables)
+            if not self._sweep_identities:
+                return
+        identity = self._sweep_identity = self._sweep_identities.pop()
+        table = self._tables.get(identity)
+        if table is not None and not table:
+            del self._tables[identity]  # a limit nobody uses any more
+            table = None
+        self._sweep_table = table if table is not None else {}
+        self._sweep_keys = list(self._sweep_table)
+        self._sweep_next = 0
 
 
 def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> MemoryStore:

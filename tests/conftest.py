@@ -1,0 +1,69 @@
+"""Shared fixtures: a fake clock, and the ``limiter`` every contract test runs on.
+
+Backends join the contract suite by adding a factory to ``CONTRACT_BACKENDS``.
+Each factory gets the pytest ``request`` and ``tmp_path`` and returns a
+fresh ``Limiter`` on its own empty state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bucketcore import Limiter
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+class FakeClock:
+    """Monotonic nanoseconds that move only when a test says so."""
+
+    def __init__(self, start_ns: int = 1_000_000_000_000) -> None:
+        self.now_ns = start_ns
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def advance(self, seconds: float = 0.0, *, ns: int = 0) -> None:
+        self.now_ns += round(seconds * 1e9) + ns
+
+    def sleep(self, seconds: float) -> None:
+        """A ``sleep`` for ``Limiter(sleep=...)``: time passes, nobody waits."""
+        self.sleeps.append(seconds)
+        self.advance(ns=math.ceil(seconds * 1e9))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter("memory://")
+
+
+def _rocksdb(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter(f"rocksdb://{tmp_path}/contract-limits?durability=wal")
+
+
+LimiterFactory = Callable[[pytest.FixtureRequest, Path], Limiter]
+
+CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
+    "memory": _memory,
+    "rocksdb": _rocksdb,
+}
+
+
+@pytest.fixture(params=sorted(CONTRACT_BACKENDS))
+def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Limiter]:
+    """A fresh limiter on each backend, with the backend's real clock."""
+    made = CONTRACT_BACKENDS[request.param](request, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
