@@ -305,6 +305,9 @@ class RocksDBStore(MemoryStore):
         self.on_corrupt = _choice("on_corrupt", on_corrupt, _ON_CORRUPT)
         self._periodic = self.durability == "periodic"
         self._group_commit = self.durability == "sync"
+        # periodic and sync keep new states in memory (self._dirty) until a
+        # flush writes them in one batch; wal writes each one as it is made.
+        self._deferred = self._periodic or self._group_commit
         if wall_clock is not None and not callable(wall_clock):
             raise ConfigurationError(f"wall_clock must be callable, got {wall_clock!r}")
         super().__init__(clock=clock)
@@ -504,8 +507,10 @@ class RocksDBStore(MemoryStore):
         """``_persist`` of one new state, without the lists (the lock is held)."""
         if self._background_error is not None:
             self._raise_background_error()
-        if self._periodic:
+        if self._deferred:
             self._dirty[(limit.identity, key)] = (tat, limit.units_per_ns)
+            if self._group_commit:
+                self._enlist()
             return
         units = limit.units_per_ns
         full_at_ns, remainder = divmod(tat, units)
@@ -514,8 +519,6 @@ class RocksDBStore(MemoryStore):
             self._db.put(self._key(limit.identity, key), record, self._write_options)
         except Exception as exc:
             raise _store_error(exc, "write", self.path) from exc
-        if self._group_commit:
-            self._enlist()
 
     def _key(self, identity: str, key: Key) -> bytes:
         prefix = self._prefixes.get(identity)
@@ -534,7 +537,7 @@ class RocksDBStore(MemoryStore):
     # -- write-through hooks (MemoryStore calls them with its lock held) --------
 
     def _load(self, bucket_id: BucketId, limit: Limit, now_ns: int) -> int | None:
-        if self._periodic:
+        if self._deferred:
             for pending in (self._dirty, self._flushing):
                 if bucket_id in pending:
                     state = pending[bucket_id]
@@ -575,10 +578,12 @@ class RocksDBStore(MemoryStore):
                 return
         if self._background_error is not None:
             self._raise_background_error()
-        if self._periodic:
+        if self._deferred:
             dirty = self._dirty
             for bucket_id, limit, tat in changes:
                 dirty[bucket_id] = None if tat is None else (tat, limit.units_per_ns)
+            if self._group_commit:
+                self._enlist()
             return
         offset_ns = self._wall() - now_ns
         db = self._db
@@ -591,8 +596,6 @@ class RocksDBStore(MemoryStore):
                 batch.put(self._key(*bucket_id), _encode(tat, limit.units_per_ns, offset_ns))
         with self._mapped("write"):
             db.write(batch, self._write_options)
-        if self._group_commit:
-            self._enlist()
 
     def _settle(self) -> None:
         if self._group_commit:
@@ -601,7 +604,7 @@ class RocksDBStore(MemoryStore):
     def _forget(self, bucket_ids: list[BucketId]) -> None:
         # The buckets are full: their records may go, and losing the delete
         # in a crash loses nothing (a full record reads as a full bucket).
-        if self._periodic:
+        if self._deferred:
             for bucket_id in bucket_ids:
                 self._dirty[bucket_id] = None
             return
@@ -639,24 +642,25 @@ class RocksDBStore(MemoryStore):
                 batch, self._sync_batch = self._sync_batch, []
                 if not batch:
                     self._syncer_asleep = True
+                else:
+                    pending, now_ns = self._take_pending()
             if not batch:
                 self._kick.acquire()
                 continue
             error = None
             try:
-                self._db.flush_wal(True)
-            except Exception as exc:
-                error = _store_error(exc, "fsync the write-ahead log", self.path)
-                error.__cause__ = exc
+                self._write_pending(pending, now_ns)
+            except StoreError as exc:
+                error = exc
                 log.error("%s", error)
             for waiter in batch:
                 waiter.done(error)
 
     def _stop_syncing(self, error: StoreError | None) -> None:
-        """Stop the syncer, then answer everyone still waiting (the store lock is held).
+        """Answer everyone still waiting, at close (the store lock is held).
 
-        Called after the final ``flush_wal``: what is queued is now fsynced,
-        or failed with ``error``.
+        Called after the final flush: what is queued is now fsynced, or
+        failed with ``error``.
         """
         for waiter in self._sync_batch:
             waiter.done(error)
@@ -673,35 +677,49 @@ class RocksDBStore(MemoryStore):
                 self._background_error = exc
 
     def flush(self) -> None:
-        """Write (and fsync) every pending state now; a no-op unless ``periodic``."""
-        if self.durability != "periodic":
+        """Write (and fsync) every pending state now; a no-op for ``wal``.
+
+        ``periodic`` calls it every ``flush_interval``; ``close`` calls it.
+        """
+        if not self._deferred:
             return
         with self._flush_lock:
             with self._lock:
-                pending, self._dirty = self._dirty, {}
-                self._flushing = pending
-                now_ns = self._clock()
-            if not pending:
-                return
-            offset_ns = self._wall() - now_ns
-            batch = rocksdict.WriteBatch(raw_mode=True)
-            for bucket_id, state in pending.items():
-                if state is None:
-                    batch.delete(_record_key(bucket_id))
-                else:
-                    batch.put(_record_key(bucket_id), _encode(state[0], state[1], offset_ns))
-            try:
-                with self._mapped("periodic write"):
-                    self._db.write(batch, self._write_options)
-                    self._db.flush_wal(True)
-            except StoreError:
-                with self._lock:  # keep them for the next attempt, newer states first
-                    pending.update(self._dirty)
-                    self._dirty = pending
-                raise
-            finally:
-                with self._lock:
-                    self._flushing = {}
+                pending, now_ns = self._take_pending()
+            if pending:
+                self._write_pending(pending, now_ns)
+
+    def _take_pending(self) -> tuple[dict[BucketId, tuple[int, int] | None], int]:
+        """The states to write, and the instant they are as of (the lock is held)."""
+        pending, self._dirty = self._dirty, {}
+        self._flushing = pending
+        return pending, self._clock()
+
+    def _write_pending(self, pending: dict[BucketId, tuple[int, int] | None], now_ns: int) -> None:
+        """Write ``pending`` in one batch and fsync it (the lock is not held).
+
+        Only one caller at a time: the periodic flusher or the syncer, and
+        close() after they stopped, so batches land in the order taken.
+        """
+        offset_ns = self._wall() - now_ns
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for bucket_id, state in pending.items():
+            if state is None:
+                batch.delete(self._key(*bucket_id))
+            else:
+                batch.put(self._key(*bucket_id), _encode(state[0], state[1], offset_ns))
+        try:
+            with self._mapped("write and fsync"):
+                self._db.write(batch, self._write_options)
+                self._db.flush_wal(True)
+        except StoreError:
+            with self._lock:  # keep them for the next attempt, newer states first
+                pending.update(self._dirty)
+                self._dirty = pending
+            raise
+        finally:
+            with self._lock:
+                self._flushing = {}
 
     # -- bounded disk ----------------------------------------------------------------
 
@@ -760,11 +778,11 @@ class RocksDBStore(MemoryStore):
             if self._closed:
                 return
             self._closed = True
+            error: StoreError | None = StoreClosed(f"{self.path} was closed before this fsync")
             try:
                 if self._flusher is not None:
                     self._stop.set()
                     self._flusher.join()
-                    self.flush()
                 if self._syncer is not None:
                     with self._lock:
                         self._sync_stopping = True
@@ -772,22 +790,23 @@ class RocksDBStore(MemoryStore):
                             self._syncer_asleep = False
                             self._kick.release()
                     self._syncer.join()
+                with self._lock:
+                    self._tables = _ClosedTable()  # no new decisions from here on
+                self.flush()
+                with self._mapped("close"):
+                    self._db.flush_wal(True)
+                error = None
+            except StoreError as exc:
+                error = exc
+                raise
             finally:
                 with self._lock:
                     self._tables = _ClosedTable()
+                    self._stop_syncing(error)
                     try:
-                        try:
-                            self._db.flush_wal(True)
-                        except Exception as exc:
-                            error = _store_error(exc, "close", self.path)
-                            self._stop_syncing(error)
-                            raise error from exc
-                        self._stop_syncing(None)
+                        self._db.close()
                     finally:
-                        try:
-                            self._db.close()
-                        finally:
-                            self._owner.release()
+                        self._owner.release()
 
 
 def _path_from_url(url: SplitResult) -> str:
