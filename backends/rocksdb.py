@@ -108,6 +108,11 @@ _DISK_SWEEP_BATCH = 256
 # endless distinct unnamed limits just starts the cache over.
 _PREFIX_CACHE_MAX = 4096
 
+# sync: after answering a batch, the syncer waits up to this long for the
+# callers it just answered to come back before it fsyncs a smaller batch
+# (about one fsync; see the comment above RocksDBStore._enlist).
+_SYNC_GATHER_S = 0.0002
+
 WallClock = Callable[[], int]
 
 
@@ -320,6 +325,8 @@ class RocksDBStore(MemoryStore):
         # sync (all under the store lock): the callers waiting for the next
         # fsync, and whether the syncer is asleep (waiting for a kick).
         self._sync_batch: list[_Waiter] = []
+        self._sync_want = 1
+        self._syncer_gathering = False
         self._syncer_asleep = False
         self._sync_stopping = False
         self._kick = threading.Lock()  # released to wake the syncer
@@ -616,37 +623,51 @@ class RocksDBStore(MemoryStore):
 
     # -- sync: group commit ------------------------------------------------------
 
-    # Callers only wait: the syncer thread fsyncs for all of them with one
-    # ``flush_wal`` (the GIL released), so no caller holds the store lock or
-    # the GIL through an fsync, and whoever writes during an fsync shares the
-    # next one. Each waiter has its own lock, so waking a batch is no convoy
-    # on a shared Condition. Measured with 8 threads (benchmarks/
-    # compare_rocksdb.py): a first-waiter-fsyncs-for-all scheme batched ~4.4
-    # decisions per fsync; holding the syncer back to gather whole batches
-    # reached 8 per fsync but no more throughput, so it does not wait.
+    # Callers only wait: the syncer thread writes every pending state in one
+    # batch and fsyncs it with ``flush_wal`` (the GIL released), so no caller
+    # holds the store lock or the GIL through an fsync, and no caller appends
+    # to the WAL while it is being fsynced. Each waiter has its own lock, so
+    # answering a batch is no wake-up convoy on a shared Condition.
+    #
+    # Measured with 8 threads (benchmarks/compare_rocksdb.py, 2 vCPUs): the
+    # first waiter fsyncing for the others batched ~4.4 decisions per fsync;
+    # a syncer that fsyncs at once settles into two alternating halves (4
+    # per fsync, ~2.1x the naive loop); waiting _SYNC_GATHER_S for the
+    # callers it just answered makes whole batches (~8 per fsync, ~2.6-3x).
+    # Beyond that, CPU (GIL hand-offs between 8 threads) is the limit.
 
     def _enlist(self) -> None:
         """Queue the calling thread for the next fsync (the store lock is held)."""
         waiter = self._waiting.waiter = _Waiter()
-        self._sync_batch.append(waiter)
-        if self._syncer_asleep:
+        batch = self._sync_batch
+        batch.append(waiter)
+        if self._syncer_asleep and (not self._syncer_gathering or len(batch) >= self._sync_want):
             self._syncer_asleep = False
             self._kick.release()
 
     def _sync_forever(self) -> None:
         lock = self._lock
+        gathered = False
         while True:
             with lock:
                 if self._sync_stopping:
                     return
-                batch, self._sync_batch = self._sync_batch, []
-                if not batch:
-                    self._syncer_asleep = True
-                else:
+                batch = self._sync_batch
+                ready = bool(batch) and (gathered or len(batch) >= self._sync_want)
+                if ready:
+                    self._sync_batch = []
                     pending, now_ns = self._take_pending()
-            if not batch:
-                self._kick.acquire()
+                else:
+                    self._syncer_asleep = True
+                    self._syncer_gathering = bool(batch)
+            if not ready:
+                gathering = bool(batch)
+                self._kick.acquire(timeout=_SYNC_GATHER_S if gathering and _SYNC_GATHER_S else -1)
+                with lock:
+                    gathered = self._syncer_asleep  # nobody woke it: the wait timed out
+                    self._syncer_asleep = False
                 continue
+            gathered = False
             error = None
             try:
                 self._write_pending(pending, now_ns)
@@ -655,6 +676,9 @@ class RocksDBStore(MemoryStore):
                 log.error("%s", error)
             for waiter in batch:
                 waiter.done(error)
+            with lock:
+                # Those just answered usually come straight back: wait for them.
+                self._sync_want = len(batch) + len(self._sync_batch) if _SYNC_GATHER_S else 1
 
     def _stop_syncing(self, error: StoreError | None) -> None:
         """Answer everyone still waiting, at close (the store lock is held).
