@@ -549,7 +549,11 @@ def test_every_rocksdict_failure_is_a_store_error(
         lambda: store.refund("miss4", (limit,), 1),
     ]
     if durability != "periodic":  # periodic defers these writes to flush()
-        calls += [lambda: store.reset("k", (limit,))]
+        calls += [
+            lambda: store.try_acquire("k", (limit,), 1),
+            lambda: store.acquire("k", (limit,), 1),
+            lambda: store.reset("k", (limit,)),
+        ]
     else:
         calls += [store.flush]
     for call in calls:
@@ -557,3 +561,41 @@ def test_every_rocksdict_failure_is_a_store_error(
             call()
     monkeypatch.setattr(store, "_db", real_db)
     store.close()
+
+
+def test_a_failed_wal_write_leaves_the_bucket_as_it_was(
+    path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(path, clocks)
+    limit = Limit(3, 60.0)
+    assert store.try_acquire("k", (limit,), 1)
+    real_db = store._db
+    monkeypatch.setattr(store, "_db", ExplodingDb())
+    with pytest.raises(StoreError):
+        store.try_acquire("k", (limit,), 1)
+    with pytest.raises(StoreError):
+        store.acquire("k", (limit,), 1)
+    monkeypatch.setattr(store, "_db", real_db)
+    assert [store.try_acquire("k", (limit,), 1) for _ in range(3)] == [True, True, False]
+    store.close()
+
+
+def test_a_failed_background_flush_is_raised_by_the_next_change(
+    path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(path, clocks, durability="periodic", flush_interval=3600)
+    limit = Limit(3, 60.0)
+    assert store.try_acquire("k", (limit,), 1)
+    real_db = store._db
+    monkeypatch.setattr(store, "_db", ExplodingDb())
+    rounds = iter([False, True])  # one flush, then stop
+    monkeypatch.setattr(store._stop, "wait", lambda timeout: next(rounds))
+    store._flush_periodically()
+    monkeypatch.setattr(store, "_db", real_db)
+    with pytest.raises(StoreError, match="exploded"):
+        store.try_acquire("k", (limit,), 1)  # refused: takes nothing
+    assert store.try_acquire("k", (limit,), 1)  # reported once; the pending state was kept
+    store.close()
+    clocks.restart()
+    with Limiter(open_store(path, clocks)) as limiter:  # both tokens taken were written
+        assert [limiter.try_acquire("k", limit) for _ in range(2)] == [True, False]
