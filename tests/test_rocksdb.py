@@ -11,6 +11,8 @@ from __future__ import annotations
 import doctest
 import logging
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -521,6 +523,28 @@ def test_options_are_validated_as_keywords_too(path: Path) -> None:
         RocksDBStore(path, flush_interval=True)
     with pytest.raises(ConfigurationError):
         RocksDBStore(path, wall_clock=5)  # type: ignore[arg-type]
+
+
+def test_a_missing_extra_names_the_pip_install(tmp_path: Path) -> None:
+    script = (
+        "import sys; sys.modules['rocksdict'] = None\n"
+        "from bucketcore import ConfigurationError, Limiter\n"
+        "for attempt in (lambda: Limiter(sys.argv[1]),\n"
+        "                lambda: __import__('bucketcore.backends.rocksdb')):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "    except ConfigurationError as exc:\n"
+        "        print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, f"rocksdb://{tmp_path}/db"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert all("pip install 'bucketcore[rocksdb]'" in line for line in lines)
 
 
 class ExplodingDb:
