@@ -411,28 +411,34 @@ def test_sync_threads_are_granted_exactly_the_burst(path: Path, clocks: Clocks) 
         assert not limiter.try_acquire("hot", limit)
 
 
-def test_sync_fsyncs_once_per_decision_at_most(
+def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
     path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = open_store(path, clocks, durability="sync")
-    syncs = []
     real_db = store._db
+    events: list[str] = []
 
-    class CountingDb:
+    class RecordingDb:
         def __getattr__(self, name: str) -> Any:
             return getattr(real_db, name)
 
+        def write(self, batch: rocksdict.WriteBatch, options: rocksdict.WriteOptions) -> None:
+            events.append(f"write {len(batch)}")
+            real_db.write(batch, options)
+
         def flush_wal(self, sync: bool = True) -> None:
-            syncs.append(sync)
+            events.append(f"fsync {sync}")
             real_db.flush_wal(sync)
 
-    monkeypatch.setattr(store, "_db", CountingDb())
+    monkeypatch.setattr(store, "_db", RecordingDb())
     limit = Limit(1000, 1.0)
-    for _ in range(5):
+    for calls in range(1, 4):
         assert store.try_acquire("k", (limit,), 1)
-    assert syncs == [True] * 5
-    assert not store.peek("k", (limit,), 996).allowed  # a read does not fsync
-    assert syncs == [True] * 5
+        assert events == ["write 1", "fsync True"] * calls
+    assert store.acquire("k", (limit, Limit(9, 1.0)), 1).allowed  # two records, one batch
+    assert events[-2:] == ["write 2", "fsync True"]
+    assert not store.peek("k", (limit,), 997).allowed  # a read writes nothing
+    assert len(events) == 8
     monkeypatch.setattr(store, "_db", real_db)
     store.close()
 
