@@ -667,7 +667,6 @@ class RocksDBStore(MemoryStore):
                 ready = bool(batch) and (gathered or len(batch) >= self._sync_want)
                 if ready:
                     self._sync_batch = []
-                    pending, now_ns = self._take_pending()
                 else:
                     self._syncer_asleep = True
                     self._syncer_gathering = bool(batch)
@@ -681,7 +680,13 @@ class RocksDBStore(MemoryStore):
             gathered = False
             error = None
             try:
-                self._write_pending(pending, now_ns)
+                # Every state of this batch is pending by now, or was written
+                # by a flush() that holds the flush lock until it is fsynced.
+                with self._flush_lock:
+                    with lock:
+                        pending, now_ns = self._take_pending()
+                    if pending:
+                        self._write_pending(pending, now_ns)
             except StoreError as exc:
                 error = exc
                 log.error("%s", error)
@@ -733,8 +738,8 @@ class RocksDBStore(MemoryStore):
     def _write_pending(self, pending: dict[BucketId, tuple[int, int] | None], now_ns: int) -> None:
         """Write ``pending`` in one batch and fsync it (the lock is not held).
 
-        Only one caller at a time: the periodic flusher or the syncer, and
-        close() after they stopped, so batches land in the order taken.
+        Callers hold the flush lock from taking the states to here, so
+        batches land in the order they were taken.
         """
         offset_ns = self._wall() - now_ns
         batch = rocksdict.WriteBatch(raw_mode=True)

@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -409,6 +410,57 @@ def test_sync_threads_are_granted_exactly_the_burst(path: Path, clocks: Clocks) 
     clocks.restart()
     with Limiter(open_store(path, clocks)) as limiter:
         assert not limiter.try_acquire("hot", limit)
+
+
+@pytest.mark.parametrize("durability", ["sync", "periodic"])
+def test_flushes_from_another_thread_never_overlap(
+    path: Path, clocks: Clocks, durability: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches written at once could land out of order: an old state last."""
+    limit = Limit(10_000, 3600.0)
+    store = open_store(path, clocks, durability=durability, flush_interval=0.001)
+    real_db = store._db
+    writing = [0, 0]  # now, most at once
+    guard = threading.Lock()
+
+    class SlowWritesDb:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_db, name)
+
+        def write(self, batch: rocksdict.WriteBatch, options: rocksdict.WriteOptions) -> None:
+            with guard:
+                writing[0] += 1
+                writing[1] = max(writing)
+            time.sleep(0.0005)  # widens the window in which another write could start
+            real_db.write(batch, options)
+            with guard:
+                writing[0] -= 1
+
+    monkeypatch.setattr(store, "_db", SlowWritesDb())
+    stop = threading.Event()
+
+    def flush_all_the_time() -> None:
+        while not stop.is_set():
+            store.flush()
+
+    def take_tokens() -> None:
+        for _ in range(100):
+            assert store.try_acquire("hot", (limit,), 1)
+
+    threads = [threading.Thread(target=take_tokens) for _ in range(4)]
+    flusher = threading.Thread(target=flush_all_the_time)
+    for thread in [flusher, *threads]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    flusher.join()
+    store.close()
+    assert writing == [0, 1]
+    clocks.restart()
+    with Limiter(open_store(path, clocks)) as limiter:
+        assert not limiter.peek("hot", limit, cost=10_000 - 400 + 1).allowed
+        assert limiter.peek("hot", limit, cost=10_000 - 400).allowed
 
 
 def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
