@@ -47,10 +47,15 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
     return Limiter("memory://")
 
 
+def _rocksdb(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter(f"rocksdb://{tmp_path}/contract-limits?durability=wal")
+
+
 LimiterFactory = Callable[[pytest.FixtureRequest, Path], Limiter]
 
 CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
     "memory": _memory,
+    "rocksdb": _rocksdb,
 }
 
 
