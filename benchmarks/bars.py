@@ -37,6 +37,8 @@ class Bar:
 
 # Case names the store suites use (they import them from here).
 MEMORY_STORE = "memory:// acquire"
+MEMORY_STORE_TRY = "memory:// try_acquire"
+ROCKSDB_WAL_TRY = "rocksdb wal try_acquire"
 ROCKSDB_WAL = "rocksdb wal acquire"
 ROCKSDB_SYNC = "rocksdb sync acquire"
 ROCKSDB_PERIODIC = "rocksdb periodic acquire"
@@ -105,6 +107,15 @@ BARS: list[Bar] = [
         "rocksdb.hot",
         ROCKSDB_WAL,
         MEMORY_STORE,
+        "<=",
+        10.0,
+    ),
+    Bar(
+        3,
+        "rocksdb wal try_acquire <= 10x memory:// try_acquire (one hot key)",
+        "rocksdb.hot",
+        ROCKSDB_WAL_TRY,
+        MEMORY_STORE_TRY,
         "<=",
         10.0,
     ),

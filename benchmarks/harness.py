@@ -44,6 +44,7 @@ class Sizes:
     peers_everywhere: bool  # peers in the secondary groups too (threads, full, denied)
     footprint_keys: int
     store_calls: int  # decisions per round on RocksDB and Redis
+    fsync_seconds: float  # each time-boxed slice of the fsync-bound cases
     processes: tuple[int, ...]
     async_tasks: int
     batch: int  # acquire_many's batch size
@@ -62,6 +63,7 @@ FULL = Sizes(
     peers_everywhere=True,
     footprint_keys=100_000,
     store_calls=5_000,
+    fsync_seconds=1.0,
     processes=(1, 2, 4),
     async_tasks=50,
     batch=100,
@@ -79,6 +81,7 @@ QUICK = Sizes(
     peers_everywhere=False,
     footprint_keys=5_000,
     store_calls=1_000,
+    fsync_seconds=0.4,
     processes=(1, 2, 4),
     async_tasks=50,
     batch=100,
@@ -98,6 +101,7 @@ SMOKE = Sizes(
     peers_everywhere=True,
     footprint_keys=200,
     store_calls=50,
+    fsync_seconds=0.05,
     processes=(1, 2),
     async_tasks=5,
     batch=10,
@@ -188,6 +192,39 @@ def time_threads(decide: Decide, slices: Sequence[Sequence[Key]]) -> float:
     for thread in threads:
         thread.join()
     return (time.perf_counter_ns() - started) / sum(len(keys) for keys in slices)
+
+
+def time_threads_for(decide: Decide, slices: Sequence[Sequence[Key]], seconds: float) -> float:
+    """Wall nanoseconds per decision with one thread per slice, for ``seconds``.
+
+    For cases as slow as an fsync, where a fixed count of calls would be
+    either too few to reach a steady state or too long to repeat: each
+    thread walks its slice round and round until the time is up.
+    """
+    barrier = threading.Barrier(len(slices) + 1)
+    stop = threading.Event()
+    counts = [0] * len(slices)
+
+    def work(index: int, keys: Sequence[Key]) -> None:
+        barrier.wait()
+        done = 0
+        while not stop.is_set():
+            decide(keys[done % len(keys)])
+            done += 1
+        counts[index] = done
+
+    threads = [
+        threading.Thread(target=work, args=(index, keys)) for index, keys in enumerate(slices)
+    ]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter_ns()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return (time.perf_counter_ns() - started) / max(1, sum(counts))
 
 
 def build(cases: Sequence[Case]) -> dict[str, tuple[Case, Decide]]:

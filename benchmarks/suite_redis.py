@@ -104,6 +104,7 @@ def make_raw_script(url: str, policy: Policy) -> Decide:
     """
     import hiredis
     import redis
+
     from bucketcore.backends import redis as backend
 
     limiter = Limiter(prefixed(url))

@@ -10,6 +10,7 @@ one fsync per decision) that ``sync``'s group commit has to beat.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import random
 import shutil
@@ -35,7 +36,7 @@ from benchmarks.harness import (
     interleave,
     progress,
     time_pass,
-    time_threads,
+    time_threads_for,
 )
 
 SUITE = "rocksdb"
@@ -118,6 +119,14 @@ def _cases(data: DataDir, modes: tuple[str, ...]) -> list[Case]:
     return cases
 
 
+def _try_cases(data: DataDir) -> list[Case]:
+    """``try_acquire`` on memory:// and wal: the bar holds for both calls."""
+    return [
+        Case(bars.MEMORY_STORE_TRY, BUCKETCORE, lambda: contenders.make_bucketcore(IN_USE)),
+        Case(bars.ROCKSDB_WAL_TRY, BUCKETCORE, lambda: make_rocksdb(data, "wal", full=False)),
+    ]
+
+
 def _measure(
     group_id: str,
     title: str,
@@ -144,15 +153,14 @@ def _measure(
 
 def run(sizes: Sizes, root: Path | None = None) -> tuple[list[Group], list[dict[str, Any]]]:
     """The RocksDB groups and its footprint row."""
-    sync_calls = max(8, sizes.store_calls // 10)  # an fsync is ~1000x a put
     groups = []
     with data_dir(root) as data:
         hot = ["hot"] * sizes.store_calls
         groups.append(
             _measure(
                 "rocksdb.hot",
-                "one hot key, allowed (acquire)",
-                _cases(data, ("wal", "periodic")),
+                "one hot key, allowed",
+                [*_cases(data, ("wal", "periodic")), *_try_cases(data)],
                 hot,
                 hot,
                 sizes,
@@ -170,22 +178,7 @@ def run(sizes: Sizes, root: Path | None = None) -> tuple[list[Group], list[dict[
                 sizes,
             )
         )
-        few = ["hot"] * sync_calls
-        groups.append(
-            _measure(
-                "rocksdb.sync",
-                f"one hot key, allowed, one thread, with sync ({sync_calls:,} calls a round)",
-                [
-                    Case(bars.NAIVE_FSYNC, FLOOR, lambda: make_raw_put(data, sync=True)),
-                    *_cases(data, ("wal", "sync")),
-                ],
-                few,
-                few,
-                sizes,
-                reference=bars.NAIVE_FSYNC,
-            )
-        )
-        groups.append(sync_threads(data, sizes, sync_calls))
+        groups.append(sync_threads(data, sizes, sizes.fsync_seconds))
         groups += resident(data, sizes)
         footprint = [disk_footprint(data, sizes.footprint_keys)]
     return groups, footprint
@@ -211,13 +204,16 @@ def resident(data: DataDir, sizes: Sizes) -> list[Group]:
     return groups
 
 
-def sync_threads(data: DataDir, sizes: Sizes, sync_calls: int) -> Group:
-    """``sync`` with 1 and 8 threads against the naive fsync-per-put loop."""
-    title = f"sync: group commit with threads vs one fsync per put ({sync_calls:,} decisions)"
+def sync_threads(data: DataDir, sizes: Sizes, seconds: float) -> Group:
+    """``sync`` with 1 and 8 threads against the naive fsync-per-put loop.
+
+    Time-boxed slices (``seconds`` each), interleaved round by round, so the
+    disk's drifting fsync latency hits every case alike.
+    """
+    title = f"sync: group commit with threads vs one fsync per put ({seconds:g} s slices)"
     progress(f"  {SUITE}: {title}")
-    single = [[f"k{i % 100}" for i in range(sync_calls)]]
-    per_thread = max(1, sync_calls // 8)
-    eight = [[f"t{t}-{i % 100}" for i in range(per_thread)] for t in range(8)]
+    single = [[f"k{i}" for i in range(100)]]
+    eight = [[f"t{t}-{i}" for i in range(100)] for t in range(8)]
     cases = {
         bars.NAIVE_FSYNC: (FLOOR, lambda: make_raw_put(data, sync=True), single),
         f"{bars.ROCKSDB_SYNC}, 1 thread": (BUCKETCORE, lambda: make_rocksdb(data, "sync"), single),
@@ -227,11 +223,12 @@ def sync_threads(data: DataDir, sizes: Sizes, sync_calls: int) -> Group:
     built = build([Case(name, role, make) for name, (role, make, _slices) in cases.items()])
     layouts = {name: layout for name, (_role, _make, layout) in cases.items()}
     try:
-        # Each case has its own thread layout, so interleave by hand.
-        times = {name: time_threads(decide, layouts[name]) for name, (_c, decide) in built.items()}
+        for _case, decide in built.values():  # warm up: open, first writes, first fsyncs
+            time_threads_for(decide, [single[0][:1]], seconds / 4)
+        times = dict.fromkeys(built, math.inf)
         for _ in range(sizes.rounds):
             for name, (_case, decide) in built.items():
-                times[name] = min(times[name], time_threads(decide, layouts[name]))
+                times[name] = min(times[name], time_threads_for(decide, layouts[name], seconds))
     finally:
         close_all(built)
     return group_of(

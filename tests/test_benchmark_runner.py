@@ -49,7 +49,7 @@ def test_the_rocksdb_bars_are_measured_when_the_backend_is_there(results: dict[s
     if suite_rocksdb.available():
         pytest.skip("rocksdb:// is not merged into this branch yet")
     rows = [row for row in results["bars"] if row["issue"] == 3]
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert all(row["result"] != bars.MISSING for row in rows)
     disk = [row for row in results["footprint"] if row["store"] == "rocksdb"]
     assert len(disk) == 1
