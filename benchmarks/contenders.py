@@ -140,7 +140,12 @@ def make_throttled(policy: Policy, store: Any = None) -> Decide:
 def make_limits(
     policy: Policy, strategy: str, uri: str = "memory://", namespace: str = ""
 ) -> Decide:
-    """limits 5.8: ``hit`` on a fixed, moving or sliding window (see ``Policy.window``)."""
+    """limits 5.8: ``hit`` on a fixed, moving or sliding window (see ``Policy.window``).
+
+    The moving window keeps one entry per hit inside its window, inserted at
+    the front of a list: where every call is allowed (a window as large as
+    the run), its cost per call grows with the run's length.
+    """
     from limits import RateLimitItemPerSecond, storage, strategies
 
     kinds = {

@@ -53,8 +53,8 @@ class Sizes:
 
 FULL = Sizes(
     name="full",
-    calls=100_000,
-    rounds=7,
+    calls=50_000,
+    rounds=5,
     many_keys=100_000,
     zipf_keys=1_000_000,
     resident=(1, 1_000, 100_000, 1_000_000),
@@ -62,7 +62,7 @@ FULL = Sizes(
     threads=(1, 2, 8),
     peers_everywhere=True,
     footprint_keys=100_000,
-    store_calls=5_000,
+    store_calls=3_000,
     fsync_seconds=1.0,
     processes=(1, 2, 4),
     async_tasks=50,

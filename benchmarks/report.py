@@ -28,6 +28,34 @@ SUITE_TITLES = {
 }
 SUITE_ORDER = list(SUITE_TITLES)
 
+SUITE_INTROS = {
+    "memory": [
+        "Each case asks for one token of a key through one lambda, the way a user of",
+        "that library would. How the peers are set up, so that every call is allowed",
+        "(denied groups: one token a day):",
+        "",
+        "- token-bucket (falconry) 0.4: `Limiter(rate, capacity, MemoryStorage()).consume(key)`;",
+        "  no lock, a bare bool.",
+        "- throttled-py 3.5: `Throttled(using='token_bucket', quota=per_duration(...))`,",
+        "  `limit(key)`; its `MemoryStore` keeps 1024 keys by default and evicts the least",
+        "  recently used (a reset bucket), so here it may keep every key.",
+        "- pyrate-limiter 4.5: a `StateBucket` with its `TokenBucket` algorithm per key (a",
+        "  `BucketFactory`: `Limiter(rate)` alone is one bucket for every name),",
+        "  `try_acquire(key, blocking=False)`.",
+        "- limits 5.8: `hit(item, key)` on its fixed, moving and sliding windows, with the",
+        "  window closest to the bucket (as long as it takes to refill, in whole seconds).",
+        "  The moving window keeps one entry per hit inside its window, inserted at the",
+        "  front of a list: with every call allowed, its cost per call grows with the run.",
+        "",
+    ],
+    "rocksdb": [
+        "Stores live on the real disk (not a tmpfs), under `.bench-data/`. The naive loop",
+        "is one thread calling rocksdict `put` with `sync=True` per decision; fsync-bound",
+        "cases run in interleaved time-boxed slices.",
+        "",
+    ],
+}
+
 
 def _ns(value: float) -> str:
     if not math.isfinite(value):
@@ -413,7 +441,7 @@ def write(results: dict[str, Any], report: Path) -> list[Path]:
         by_suite[group["suite"]].append(group)
     for suite in sorted(by_suite, key=lambda s: SUITE_ORDER.index(s) if s in SUITE_ORDER else 99):
         suite_groups = by_suite[suite]
-        lines += [f"## {SUITE_TITLES.get(suite, suite)}", ""]
+        lines += [f"## {SUITE_TITLES.get(suite, suite)}", "", *SUITE_INTROS.get(suite, [])]
         plain = [g for g in suite_groups if g.get("x") is None]
         lines_groups = [g for g in suite_groups if g.get("x") is not None]
         if plain:
