@@ -259,6 +259,20 @@ def interleave(
     return best
 
 
+def wrong_answers(built: dict[str, tuple[Case, Decide]], key: Key, allowed: bool) -> list[str]:
+    """The limiters (not floors) whose next answer for ``key`` is not ``allowed``.
+
+    A check that every contender really took the path a group is about.
+    """
+    wrong = []
+    for name, (case, decide) in built.items():
+        if case.role == FLOOR or getattr(decide, "over", None) is not None:
+            continue
+        if bool(decide(key)) != allowed:
+            wrong.append(name)
+    return wrong
+
+
 def group_of(
     group_id: str,
     title: str,

@@ -25,6 +25,7 @@ from benchmarks.harness import (
     interleave,
     progress,
     time_pass,
+    wrong_answers,
 )
 from benchmarks.servers import Servers
 
@@ -95,22 +96,19 @@ def _group(
     cases: list[Case],
     keys: list[Key],
     sizes: Sizes,
+    allowed: bool = True,
 ) -> Group:
     progress(f"  {SUITE}: {title}")
     built = build(cases)
     try:
         times = interleave(built, sizes.rounds, lambda d: time_pass(d, keys))
+        wrong = wrong_answers(built, keys[0], allowed=allowed)
     finally:
         close_all(built)
-    return group_of(
-        group_id,
-        title,
-        SUITE,
-        bars.MEMORY_STORE,
-        built,
-        times,
-        note="acquire on every backend; x ref is the ratio to memory://",
-    )
+    note = "acquire on every backend; x ref is the ratio to memory://"
+    if wrong:
+        note += f"; answered the other way: {', '.join(wrong)}"
+    return group_of(group_id, title, SUITE, bars.MEMORY_STORE, built, times, note=note)
 
 
 def run(servers: Servers, sizes: Sizes, root: Path | None = None) -> list[Group]:
@@ -138,5 +136,6 @@ def run(servers: Servers, sizes: Sizes, root: Path | None = None) -> list[Group]
                 _cases(servers, data, sizes, DENIED),
                 hot,
                 sizes,
+                allowed=False,
             ),
         ]

@@ -18,7 +18,17 @@ from collections.abc import Sequence
 
 from benchmarks import contenders
 from benchmarks.contenders import ALWAYS_FULL, DENIED, IN_USE, Policy
-from benchmarks.harness import Group, Key, Sizes, build, close_all, group_of, interleave, progress
+from benchmarks.harness import (
+    Group,
+    Key,
+    Sizes,
+    build,
+    close_all,
+    group_of,
+    interleave,
+    progress,
+    wrong_answers,
+)
 from benchmarks.harness import time_pass as _pass
 from benchmarks.harness import time_threads as _threads
 
@@ -50,8 +60,11 @@ def _workload(
         times = interleave(
             built, sizes.rounds, lambda d: _pass(d, measured), warm_up=lambda d: _pass(d, fill)
         )
+        wrong = wrong_answers(built, measured[0], allowed=policy is not DENIED)
     finally:
         close_all(built)
+    if wrong:
+        note = f"{note}; answered the other way: {', '.join(wrong)}".lstrip("; ")
     return group_of(group_id, title, SUITE, contenders.FLOOR_NAME, built, times, note=note)
 
 

@@ -42,6 +42,7 @@ from benchmarks.harness import (
     interleave,
     progress,
     time_pass,
+    wrong_answers,
 )
 from benchmarks.servers import Servers
 from bucketcore import AsyncLimiter, Limiter
@@ -280,6 +281,15 @@ def _cases(base: str, sizes: Sizes, policy: Policy, *, peers: bool, cluster: boo
     return cases
 
 
+def flush(url: str) -> None:
+    """Empty a standalone server: a peer without a key prefix option starts afresh."""
+    import redis
+
+    client = redis.Redis.from_url(url.split("?", 1)[0])
+    client.flushall()
+    client.close()
+
+
 def _measure(
     group_id: str,
     title: str,
@@ -289,13 +299,20 @@ def _measure(
     sizes: Sizes,
     reference: str,
     note: str = "",
+    fresh: str | None = None,
+    expect_allowed: bool = True,
 ) -> Group:
     progress(f"  {suite}: {title}")
+    if fresh is not None:  # throttled-py and pyrate-limiter would share last group's keys
+        flush(fresh)
     built = build(cases)
     try:
         times = interleave(built, sizes.rounds, lambda d: time_pass(d, keys))
+        wrong = wrong_answers(built, keys[0], allowed=expect_allowed)
     finally:
         close_all(built)
+    if wrong:
+        note = f"{note}; answered the other way: {', '.join(wrong)}".lstrip("; ")
     group = group_of(group_id, title, suite, reference, built, times, note=note)
     # The bars name the batch and async cases without their sizes.
     for row in group.rows:
@@ -324,6 +341,7 @@ def run(servers: Servers, sizes: Sizes) -> tuple[list[Group], list[dict[str, Any
             sizes,
             bars.REDIS_EVALSHA,
             batch_note,
+            fresh=base,
         ),
         _measure(
             "redis.many",
@@ -334,6 +352,7 @@ def run(servers: Servers, sizes: Sizes) -> tuple[list[Group], list[dict[str, Any
             sizes,
             bars.REDIS_EVALSHA,
             batch_note,
+            fresh=base,
         ),
         denied(base, sizes, hot),
     ]
@@ -421,9 +440,7 @@ def resident(base: str, sizes: Sizes) -> list[Group]:
         )
         group.x = float(count)
         groups.append(group)
-        import redis
-
-        redis.Redis.from_url(url).flushdb()  # the next count starts from an empty server
+        flush(url)  # the next count starts from an empty server
     return groups
 
 
@@ -455,6 +472,8 @@ def denied(base: str, sizes: Sizes, hot: list[Key]) -> Group:
         sizes,
         bars.REDIS_EVALSHA,
         "the first call takes the one token of the day; every timed call is denied",
+        fresh=base,
+        expect_allowed=False,
     )
 
 

@@ -39,6 +39,10 @@ def test_every_case_of_every_local_group_was_measured(results: dict[str, Any]) -
     assert len(groups["memory.hot"]["rows"]) == 9  # floor, two bucketcore calls, six peers
 
 
+def test_every_limiter_took_the_path_its_group_is_about(results: dict[str, Any]) -> None:
+    assert [g["id"] for g in results["groups"] if "answered the other way" in g["note"]] == []
+
+
 def test_the_memory_bars_are_all_measured(results: dict[str, Any]) -> None:
     by_issue = {row["bar"]: row for row in results["bars"] if row["issue"] == 2}
     assert len(by_issue) == 16
@@ -86,6 +90,7 @@ def test_the_redis_suites_run_against_their_own_servers(tmp_path: Path) -> None:
     ids = {group["id"] for group in results["groups"]}
     assert {"redis.hot", "redis.many", "redis.denied", "cluster.hot"} <= ids
     assert {f"redis.resident.{n}" for n in SMOKE.store_resident} <= ids
+    assert [g["id"] for g in results["groups"] if "answered the other way" in g["note"]] == []
     if "backends" in suites:
         backends = {
             group["id"]: group for group in results["groups"] if group["suite"] == "backends"
