@@ -49,7 +49,7 @@ from bucketcore import AsyncLimiter, Limiter
 
 TRIVIAL = b"return 1"
 PING = "PING (raw connection)"
-REDIS_PY_EVALSHA = "redis-py evalsha() of the trivial script"
+REDIS_PY_EVALSHA = bars.REDIS_PY_EVALSHA
 TRY_ACQUIRE = "bucketcore redis try_acquire"
 NO_DENY_CACHE = "bucketcore redis acquire, deny_cache=false"
 

@@ -99,6 +99,6 @@ def test_the_redis_suites_run_against_their_own_servers(tmp_path: Path) -> None:
         assert all(len(group["rows"]) == 9 for group in backends.values())
     assert {f"redis.processes.{n}" for n in SMOKE.processes} <= ids
     rows = [row for row in results["bars"] if row["issue"] == 4]
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert all(row["result"] != bars.MISSING for row in rows)
     assert any(row["store"] == "redis" for row in results["footprint"])
