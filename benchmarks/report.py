@@ -20,7 +20,7 @@ from benchmarks.harness import BUCKETCORE, FLOOR, PEER
 
 SUITE_TITLES = {
     "memory": "memory:// against its floor and the peers",
-    "scaling": "Scaling with resident buckets (memory)",
+    "scaling": "Scaling: cost per decision as resident buckets grow",
     "rocksdb": "RocksDB: durability modes against memory:// and raw rocksdict",
     "redis": "Redis: bucketcore against PING, a raw EVALSHA and the peers",
     "cluster": "Redis Cluster (3 masters)",
@@ -295,12 +295,13 @@ def headline(results: dict[str, Any]) -> list[str]:
     ours = [row for row in accuracy if row["library"] == "bucketcore"]
     if ours:
         exact = sum(row["granted"] == row["exact"] for row in ours)
-        off = sorted(
-            {row["library"] for row in accuracy if row["library"] != "bucketcore" and row["excess"]}
-        )
+        peers = [row for row in accuracy if row["library"] != "bucketcore"]
+        over = sorted({row["library"] for row in peers if row["excess"] > 0})
+        under = sorted({row["library"] for row in peers if row["excess"] < -1})
         lines.append(
-            f"- Accuracy: bucketcore grants exactly the ideal token bucket on {exact} of "
-            f"{len(ours)} patterns; {', '.join(off) or 'no peer'} deviate on at least one."
+            f"- Accuracy: bucketcore grants exactly what the ideal token bucket grants on "
+            f"{exact} of {len(ours)} patterns. Granting more than it on some pattern: "
+            f"{', '.join(over) or 'none'}; more than one token fewer: {', '.join(under) or 'none'}."
         )
     return lines
 

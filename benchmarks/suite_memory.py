@@ -154,7 +154,7 @@ def scaling(sizes: Sizes) -> list[Group]:
     """Cost per decision with N resident buckets, on random resident keys."""
     groups = []
     for resident in sizes.resident:
-        title = f"{resident:,} resident buckets, allowed"
+        title = f"{resident:,} resident bucket{'s' if resident != 1 else ''}, allowed"
         progress(f"  {SUITE}: {title}")
         fill = [f"user-{i}" for i in range(resident)]
         rng = random.Random(resident)

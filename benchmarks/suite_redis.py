@@ -430,7 +430,7 @@ def resident(base: str, sizes: Sizes) -> list[Group]:
         ]
         group = _measure(
             f"redis.resident.{count}",
-            f"redis: {count:,} resident buckets, allowed",
+            f"redis: {count:,} resident bucket{'s' if count != 1 else ''}, allowed",
             "scaling",
             cases,
             measured,

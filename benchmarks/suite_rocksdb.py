@@ -193,7 +193,7 @@ def resident(data: DataDir, sizes: Sizes) -> list[Group]:
         measured = [fill[rng.randrange(count)] for _ in range(sizes.store_calls)]
         group = _measure(
             f"rocksdb.resident.{count}",
-            f"rocksdb: {count:,} resident buckets, allowed (acquire)",
+            f"rocksdb: {count:,} resident bucket{'s' if count != 1 else ''}, allowed (acquire)",
             _cases(data, ("wal",)),
             fill,
             measured,
