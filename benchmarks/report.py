@@ -478,6 +478,8 @@ def write(results: dict[str, Any], report: Path) -> list[Path]:
 
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    for stale in set(charts_dir.glob("*.png")) - set(written):  # from a run with more suites
+        stale.unlink()
     return [report, *written]
 
 
