@@ -39,15 +39,17 @@ Bucket = list[Any]  # [tat: int, limit: Limit]; a list so the hot path updates i
 Table = dict[Key, Bucket]
 Change = tuple[BucketId, Limit, int | None]
 
-# Per created bucket, sweep until this many live buckets were seen (so the
-# tables cannot outgrow about twice their live size for long), but never
-# examine more than _SWEEP_MAX entries in one call (so no call stalls).
 _INF = math.inf
 _EXACT_FLOAT_INT = 2**53  # seconds_at_least's fast case, inlined in acquire
 _nextafter = math.nextafter
 
-_SWEEP_LIVE = 2
-_SWEEP_MAX = 1024
+# Every _SWEEP_EVERY created buckets, sweep until twice as many live buckets
+# were seen (so the tables cannot outgrow about twice their live size for
+# long), but never examine more than _SWEEP_MAX entries at once (so no call
+# stalls). Batching keeps the sweep's call overhead off most creations.
+_SWEEP_EVERY = 64
+_SWEEP_LIVE = 2 * _SWEEP_EVERY
+_SWEEP_MAX = 8192
 
 
 def _binding(steps: Sequence[Step], allowed: bool) -> int:
@@ -97,6 +99,7 @@ class MemoryStore:
         self._sweep_table: Table = {}
         self._sweep_keys: list[Key] = []
         self._sweep_next = 0
+        self._created_since_sweep = 0
 
     # -- hooks for write-through subclasses (called with the lock held) ----
 
@@ -306,11 +309,14 @@ class MemoryStore:
             bucket[0] = tat
 
     def _create(self, limit: Limit, key: Key, tat: int, now_ns: int) -> None:
-        table = self._tables.get(limit.identity)
-        if table is None:
-            table = self._tables[limit.identity] = {}
-        table[key] = [tat, limit]
-        self._sweep(now_ns)
+        try:
+            self._tables[limit.identity][key] = [tat, limit]
+        except KeyError:
+            self._tables[limit.identity] = {key: [tat, limit]}
+        self._created_since_sweep += 1
+        if self._created_since_sweep >= _SWEEP_EVERY:
+            self._created_since_sweep = 0
+            self._sweep(now_ns)
 
     @staticmethod
     def _check_same_limit(bucket: Bucket, limit: Limit) -> None:
@@ -328,20 +334,23 @@ class MemoryStore:
     def _sweep(self, now_ns: int) -> None:
         """Drop full buckets from a snapshot of the tables, a few per call.
 
-        Called once per created bucket: it walks the snapshot until it has
-        passed ``_SWEEP_LIVE`` live buckets, so each creation pays for the
-        full buckets it meets, and a new snapshot is taken where the walk
-        ends. Every bucket is looked at within about ``n / 2`` creations:
-        amortised O(1), and at most ``_SWEEP_MAX`` entries in one call.
+        Called every ``_SWEEP_EVERY`` created buckets: it walks the snapshot
+        until it has passed ``_SWEEP_LIVE`` live buckets, so creations pay
+        for the full buckets they meet, and a new snapshot is taken where
+        the walk ends. Every bucket is looked at within about ``n / 2``
+        creations: amortised O(1), at most ``_SWEEP_MAX`` entries a call.
         """
         live = 0
         budget = _SWEEP_MAX
+        snapshots_left = len(self._tables)  # each table at most once per call
         while live < _SWEEP_LIVE and budget > 0:
             keys = self._sweep_keys
             position = self._sweep_next
             if position >= len(keys):
+                if snapshots_left <= 0:
+                    return
+                snapshots_left -= 1
                 self._next_sweep_table()
-                budget -= 1
                 continue
             table = self._sweep_table
             end = min(len(keys), position + budget)

@@ -1,0 +1,45 @@
+"""pytest-benchmark suite for the memory path: ``pytest benchmarks --benchmark-enable``."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from bucketcore import Limit, Limiter
+
+ALWAYS = Limit(10**9, 1.0, burst=10**12)
+NEVER_AGAIN = Limit(1, 86400.0)
+
+
+@pytest.fixture
+def limiter() -> Limiter:
+    return Limiter("memory://")
+
+
+@pytest.mark.benchmark(group="memory: one hot key, allowed")
+def test_try_acquire_hot_key(benchmark, limiter: Limiter) -> None:  # type: ignore[no-untyped-def]
+    benchmark(limiter.try_acquire, "hot", ALWAYS)
+
+
+@pytest.mark.benchmark(group="memory: one hot key, allowed")
+def test_acquire_hot_key(benchmark, limiter: Limiter) -> None:  # type: ignore[no-untyped-def]
+    benchmark(limiter.acquire, "hot", ALWAYS)
+
+
+@pytest.mark.benchmark(group="memory: one hot key, denied")
+def test_acquire_denied(benchmark, limiter: Limiter) -> None:  # type: ignore[no-untyped-def]
+    limiter.acquire("spent", NEVER_AGAIN)
+    benchmark(limiter.acquire, "spent", NEVER_AGAIN)
+
+
+@pytest.mark.benchmark(group="memory: 100k keys round-robin")
+def test_try_acquire_100k_keys(benchmark, limiter: Limiter) -> None:  # type: ignore[no-untyped-def]
+    keys = itertools.cycle([f"user-{i}" for i in range(100_000)])
+    benchmark(lambda: limiter.try_acquire(next(keys), ALWAYS))
+
+
+@pytest.mark.benchmark(group="memory: two limits")
+def test_acquire_two_limits(benchmark, limiter: Limiter) -> None:  # type: ignore[no-untyped-def]
+    per_day = Limit(10**12, 86400.0)
+    benchmark(limiter.acquire, "hot", ALWAYS, per_day)

@@ -1,0 +1,162 @@
+"""Property test: the limiter against an independent model in exact fractions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bucketcore import Decision, Limit, Limiter
+from tests.conftest import FakeClock
+
+MICROSECOND = Fraction(1, 10**6)
+
+
+@dataclass
+class ModelBucket:
+    """A textbook token bucket in exact arithmetic: tokens and a timestamp."""
+
+    burst: int
+    rate_per_ns: Fraction
+    tokens: Fraction
+    at_ns: int
+
+    def refill(self, now_ns: int) -> None:
+        elapsed = max(0, now_ns - self.at_ns)
+        self.tokens = min(Fraction(self.burst), self.tokens + self.rate_per_ns * elapsed)
+        self.at_ns = max(self.at_ns, now_ns)
+
+    def seconds_until(self, tokens: Fraction) -> Fraction:
+        return max(Fraction(0), (tokens - self.tokens) / self.rate_per_ns) / 10**9
+
+
+def _limits() -> st.SearchStrategy[Limit]:
+    @st.composite
+    def build(draw: st.DrawFn) -> Limit:
+        rate_exponent = draw(st.integers(-6, 7))  # tokens per second: 1e-6 .. 1e7
+        tokens = draw(st.one_of(st.integers(1, 10), st.integers(1, 10**7)))
+        rate = Fraction(10) ** rate_exponent * draw(st.fractions(1, 9, max_denominator=7))
+        period = float(tokens / rate)
+        burst = draw(st.one_of(st.just(None), st.integers(1, 5), st.integers(1, 10**12)))
+        return Limit(tokens, period, burst=burst)
+
+    return build()
+
+
+STEPS = st.one_of(
+    st.just(0),
+    st.integers(1, 10**3),
+    st.integers(1, 10**9),
+    st.integers(1, 10**16),  # up to about four months at once
+)
+OPS = st.sampled_from(["acquire", "acquire", "try_acquire", "peek", "refund", "reset"])
+
+
+def _check_time(actual: float, exact: Fraction) -> None:
+    """Never below the exact value, and at most 1 µs above it.
+
+    Past about 2**33 s (272 years: a tiny rate with a huge burst) a float
+    cannot resolve 1 µs, so there the bound is a few ulps.
+    """
+    assert Fraction(actual) >= exact, (actual, float(exact))
+    slack = max(MICROSECOND, Fraction(4 * math.ulp(actual)))
+    assert Fraction(actual) - exact < slack, (actual, float(exact))
+
+
+def _check(decision: Decision, model: ModelBucket, cost: int, allowed: bool) -> None:
+    assert decision.allowed is allowed
+    assert decision.remaining == math.floor(model.tokens)
+    if allowed:
+        assert decision.retry_after == 0.0
+    elif cost > model.burst:
+        assert decision.retry_after == math.inf
+    else:
+        _check_time(decision.retry_after, model.seconds_until(Fraction(cost)))
+    _check_time(decision.reset_after, model.seconds_until(Fraction(model.burst)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limit=_limits(),
+    script=st.lists(st.tuples(STEPS, OPS, st.integers(1, 12), st.booleans()), max_size=40),
+)
+def test_every_decision_matches_the_exact_model(
+    limit: Limit, script: list[tuple[int, str, int, bool]]
+) -> None:
+    clock = FakeClock(start_ns=10**12)
+    limiter = Limiter(clock=clock)
+    burst = limit.burst
+    assert burst is not None
+    model = ModelBucket(burst, Fraction(limit.tokens, limit.period_ns), Fraction(burst), clock())
+    for step_ns, op, small_cost, scale_to_burst in script:
+        clock.advance(ns=step_ns)
+        model.refill(clock())
+        # Costs near the burst matter most for huge bursts.
+        cost = max(1, burst - small_cost + 2) if scale_to_burst else small_cost
+        fits = model.tokens >= cost
+        if op == "acquire":
+            if fits:
+                model.tokens -= cost
+            _check(limiter.acquire("k", limit, cost=cost), model, cost, fits)
+        elif op == "try_acquire":
+            assert limiter.try_acquire("k", limit, cost=cost) is fits
+            if fits:
+                model.tokens -= cost
+        elif op == "peek":
+            before = model.tokens
+            if fits:
+                model.tokens -= cost
+            _check(limiter.peek("k", limit, cost=cost), model, cost, fits)
+            model.tokens = before
+        elif op == "refund":
+            limiter.refund("k", limit, tokens=small_cost)
+            model.tokens = min(Fraction(burst), model.tokens + small_cost)
+        else:
+            limiter.reset("k", limit)
+            model.tokens = Fraction(burst)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    limits=st.lists(_limits(), min_size=2, max_size=3, unique_by=lambda limit: limit.identity),
+    script=st.lists(st.tuples(STEPS, st.integers(1, 6)), max_size=25),
+)
+def test_several_limits_match_the_model_all_or_nothing(
+    limits: list[Limit], script: list[tuple[int, int]]
+) -> None:
+    clock = FakeClock(start_ns=10**12)
+    limiter = Limiter(clock=clock)
+    models = [
+        ModelBucket(
+            lim.burst or 0, Fraction(lim.tokens, lim.period_ns), Fraction(lim.burst or 0), 0
+        )
+        for lim in limits
+    ]
+    for model in models:
+        model.at_ns = clock()
+    for step_ns, cost in script:
+        clock.advance(ns=step_ns)
+        for model in models:
+            model.refill(clock())
+        fits = all(model.tokens >= cost for model in models)
+        decision = limiter.acquire("k", *limits, cost=cost)
+        assert decision.allowed is fits
+        if fits:
+            for model in models:
+                model.tokens -= cost
+        binding = models[limits.index(decision.limit)]
+        if fits:
+            assert decision.remaining == min(math.floor(model.tokens) for model in models)
+        else:
+            waits = [
+                math.inf if cost > model.burst else model.seconds_until(Fraction(cost))
+                for model in models
+            ]
+            longest = max(waits)
+            assert (
+                math.inf if cost > binding.burst else binding.seconds_until(Fraction(cost))
+            ) == longest
+        assert decision.remaining == math.floor(binding.tokens)
