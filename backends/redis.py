@@ -47,6 +47,7 @@ time). Turn it off with ``deny_cache=false``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -79,6 +80,7 @@ try:
     import redis.asyncio.cluster
     import redis.cluster
     from redis.backoff import ExponentialBackoff
+    from redis.crc import key_slot
     from redis.exceptions import (
         AskError,
         AuthenticationError,
@@ -126,7 +128,13 @@ _MAX_UNITS_PER_US = 2**52
 _MAX_CAPACITY_US = 2**50
 _MAX_REFUND_US = 2**51
 
-_ACQUIRE, _TRY, _PEEK, _REFUND = b"a", b"t", b"p", b"r"
+_ACQUIRE, _TRY, _PEEK, _REFUND, _MANY = b"a", b"t", b"p", b"r", b"m"
+_BATCH = 128  # calls per script run in acquire_many: a script blocks the server
+
+# One call inside a many-call run: (mode, bucket keys, their arguments, the
+# same arguments already in the wire protocol).
+_Call = tuple[bytes, list[bytes], list[bytes], bytes]
+
 _ON_ERROR = ("raise", "allow", "deny")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -158,10 +166,19 @@ def escape_key(key: Key) -> bytes:
     return data
 
 
+def _resp(items: Sequence[bytes]) -> bytes:
+    """Bulk strings in the Redis wire protocol (RESP), to splice into a command."""
+    return b"".join([b"$%d\r\n%s\r\n" % (len(item), item) for item in items])
+
+
+_EVALSHA_RESP = _resp([b"EVALSHA", SCRIPT_SHA.encode()])
+_MANY_RESP = _resp([_MANY])
+
+
 class _Plan:
     """What the script needs to know about one limit, computed once."""
 
-    __slots__ = ("cap_args", "capacity", "costs", "limit", "suffix", "w", "w_arg")
+    __slots__ = ("cap_args", "capacity", "costs", "limit", "packed", "suffix", "w", "w_arg")
 
     def __init__(self, limit: Limit) -> None:
         w = 1000 * limit.units_per_ns  # GCRA units per microsecond
@@ -180,6 +197,7 @@ class _Plan:
         self.w_arg = str(w).encode()
         self.cap_args = (str(cap_us).encode(), str(cap_frac).encode())
         self.costs: dict[int, tuple[bytes, ...]] = {}
+        self.packed: dict[int, bytes] = {}  # the same, in the wire protocol
 
     def args(self, cost: int) -> tuple[bytes, ...]:
         """The five script arguments for taking ``cost`` tokens."""
@@ -192,7 +210,12 @@ class _Plan:
             args = (self.w_arg, str(amount_us).encode(), str(amount_frac).encode(), *self.cap_args)
             if len(self.costs) < 64:
                 self.costs[cost] = args
+                self.packed[cost] = _resp(args)
         return args
+
+    def packed_args(self, cost: int) -> bytes:
+        packed = self.packed.get(cost)
+        return packed if packed is not None else _resp(self.args(cost))
 
     def refund_args(self, tokens: int) -> tuple[bytes, ...]:
         amount = min(tokens * self.limit.token_units, _MAX_REFUND_US * self.w)
@@ -392,18 +415,95 @@ class _Base:
                 )
         return plan
 
-    def _command(
-        self, key: Key, limits: tuple[Limit, ...], cost: int, mode: bytes
-    ) -> tuple[bytes, list[_Plan], list[bytes | int]]:
+    def _parts(
+        self, key: Key, limits: tuple[Limit, ...], cost: int
+    ) -> tuple[bytes, list[_Plan], list[bytes], list[bytes]]:
+        """The escaped key, the plans, the bucket keys and their script arguments."""
         tag = escape_key(key)
         base = self._prefix + b"{" + tag
         plans = [self._plan(limit) for limit in limits]
-        command: list[bytes | int] = ["EVALSHA", SCRIPT_SHA, len(plans)]  # type: ignore[list-item]
-        command += [base + plan.suffix for plan in plans]
-        command.append(mode)
+        keys = [base + plan.suffix for plan in plans]
+        if len(plans) == 1:
+            return tag, plans, keys, list(plans[0].args(cost))
+        args: list[bytes] = []
         for plan in plans:
-            command += plan.args(cost)
-        return tag, plans, command
+            args += plan.args(cost)
+        return tag, plans, keys, args
+
+    def _call_parts(self, key: Key, limits: tuple[Limit, ...], cost: int) -> tuple[Any, ...]:
+        """``_parts`` plus the arguments packed for a many-call run."""
+        tag, plans, keys, args = self._parts(key, limits, cost)
+        if len(plans) == 1:
+            packed = plans[0].packed_args(cost)
+        else:
+            packed = b"".join([plan.packed_args(cost) for plan in plans])
+        return tag, plans, keys, args, packed
+
+    def _command(
+        self, key: Key, limits: tuple[Limit, ...], cost: int, mode: bytes
+    ) -> tuple[bytes, list[_Plan], list[Any]]:
+        tag, plans, keys, args = self._parts(key, limits, cost)
+        return tag, plans, ["EVALSHA", SCRIPT_SHA, len(keys), *keys, mode, *args]
+
+    def _batches(self, calls: list[_Call]) -> list[tuple[list[int], list[Any]]]:
+        """Script runs for many calls: (indexes of the calls, the command) each.
+
+        One run holds at most ``_BATCH`` calls (a script blocks the server
+        while it runs); on a cluster, one run holds one slot's calls only.
+        """
+        groups: dict[int, list[int]] = {}
+        if self._cluster:
+            for index, call in enumerate(calls):
+                groups.setdefault(key_slot(call[1][0]), []).append(index)
+        else:
+            groups[0] = list(range(len(calls)))
+        runs: list[tuple[list[int], Any]] = []
+        for indexes in groups.values():
+            for start in range(0, len(indexes), _BATCH):
+                chunk = indexes[start : start + _BATCH]
+                if self._cluster:  # a list: RedisCluster may need to redirect it
+                    run_keys: list[Any] = []
+                    run_args: list[Any] = [_MANY]
+                    for index in chunk:
+                        mode, keys, args, _ = calls[index]
+                        run_keys += keys
+                        run_args += (mode, len(keys), *args)
+                    command = ["EVALSHA", SCRIPT_SHA, len(run_keys), *run_keys, *run_args]
+                    runs.append((chunk, command))
+                else:  # packed here: most of each call's arguments were packed once
+                    runs.append((chunk, self._packed_run([calls[index] for index in chunk])))
+        return runs
+
+    @staticmethod
+    def _packed_run(calls: list[_Call]) -> bytes:
+        """One many-call EVALSHA in the wire protocol."""
+        key_parts: list[bytes] = []
+        arg_parts = [_MANY_RESP]
+        count = 4  # EVALSHA, sha, numkeys, "m"
+        for mode, keys, args, packed in calls:
+            key_parts += [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+            arg_parts.append(_resp([mode, b"%d" % len(keys)]))
+            arg_parts.append(packed)
+            count += len(keys) + 2 + len(args)
+        nkeys = b"%d" % len(key_parts)
+        head = b"*%d\r\n" % count + _EVALSHA_RESP + _resp([nkeys])
+        return b"".join([head, *key_parts, *arg_parts])
+
+    @staticmethod
+    def _split(reply: Any, chunk: list[int], calls: list[_Call]) -> list[list[int]]:
+        """A many-call reply cut into one single-call reply per call."""
+        if type(reply) is not list or not reply:
+            raise CorruptState(f"unexpected reply from the bucketcore script: {reply!r}")
+        now = reply[0]
+        replies = []
+        at = 1
+        for index in chunk:
+            end = at + 1 + 2 * len(calls[index][1])
+            replies.append([now, *reply[at:end]])
+            at = end
+        if at != len(reply):
+            raise CorruptState(f"unexpected reply from the bucketcore script: {reply!r}")
+        return replies
 
     def _refund_command(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> list[Any]:
         base = self._prefix + b"{" + escape_key(key)
@@ -429,7 +529,7 @@ class _Base:
             evaluate(plan.limit, reply[2 + 2 * i] * plan.w + reply[3 + 2 * i], 0, cost)
             for i, plan in enumerate(plans)
         ]
-        if all(step.allowed for step in steps) != (reply[0] == 1):
+        if all(step.allowed for step in steps) != (reply[1] == 1):
             raise CorruptState(f"the bucketcore script and core disagree: {reply!r}")
         return steps
 
@@ -442,14 +542,16 @@ class _Base:
         reply: Any,
         started: int,
     ) -> Decision:
-        steps = self._steps(plans, cost, reply)
-        if len(steps) == 1:
-            step = steps[0]
+        if len(plans) == 1 and type(reply) is list and len(reply) == 4:
+            plan = plans[0]
+            step = evaluate(plan.limit, reply[2] * plan.w + reply[3], 0, cost)
+            if step.allowed != (reply[1] == 1):
+                raise CorruptState(f"the bucketcore script and core disagree: {reply!r}")
             decision = from_nanoseconds(
                 step.allowed, step.remaining, step.retry_ns, step.reset_ns, limits[0]
             )
         else:
-            decision = decision_from_steps(limits, steps)
+            decision = decision_from_steps(limits, self._steps(plans, cost, reply))
         if not decision.allowed and self._deny_cache and started:
             self._remember_denial(tag, limits, plans, reply, started)
         return decision
@@ -466,9 +568,66 @@ class _Base:
         if reply == 1:
             return True
         self._steps(plans, cost, reply)
+        if reply[1] == 1:  # a try decided inside a many-call run answers in full
+            return True
         if self._deny_cache:
             self._remember_denial(tag, limits, plans, reply, started)
         return False
+
+    # acquire_many
+
+    def _prepare_many(
+        self, requests: Sequence[Request], now: int
+    ) -> tuple[list[Decision | None], list[tuple[int, bytes, list[_Plan]]], list[_Call]]:
+        results: list[Decision | None] = [None] * len(requests)
+        pending: list[tuple[int, bytes, list[_Plan]]] = []
+        calls: list[_Call] = []
+        denied = self._denied
+        for index, (key, limits, cost) in enumerate(requests):
+            if denied:
+                cached = self._cached_denial(escape_key(key), limits, cost, now)
+                if cached is not None:
+                    results[index] = cached
+                    continue
+            tag, plans, keys, args, packed = self._call_parts(key, limits, cost)
+            pending.append((index, tag, plans))
+            calls.append((_ACQUIRE, keys, args, packed))
+        return results, pending, calls
+
+    def _spread(
+        self, runs: list[tuple[list[int], list[Any]]], replies: list[Any], calls: list[_Call]
+    ) -> list[Any]:
+        """Each call's own reply (or the error of the run it was in)."""
+        per_call: list[Any] = [None] * len(calls)
+        for (chunk, _), reply in zip(runs, replies, strict=True):
+            if isinstance(reply, BucketError):
+                for index in chunk:
+                    per_call[index] = reply
+                continue
+            for index, one in zip(chunk, self._split(reply, chunk, calls), strict=True):
+                per_call[index] = one
+        return per_call
+
+    def _finish_many(
+        self,
+        requests: Sequence[Request],
+        results: list[Decision | None],
+        pending: list[tuple[int, bytes, list[_Plan]]],
+        replies: list[Any],
+        now: int,
+    ) -> None:
+        failed = False
+        for (index, tag, plans), reply in zip(pending, replies, strict=True):
+            _, limits, cost = requests[index]
+            if isinstance(reply, StoreUnavailable):
+                failed = True
+                results[index] = self._degraded(limits, cost, reply)
+            elif isinstance(reply, BucketError):
+                raise reply
+            else:
+                results[index] = self._decision(tag, limits, plans, cost, reply, now)
+        if self._outage and not failed:
+            self._recovered()
 
     # the deny cache
 
@@ -640,28 +799,11 @@ class RedisStore(_Base):
 
     def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
         now = time.monotonic_ns()
-        results: list[Decision | None] = [None] * len(requests)
-        pending: list[tuple[int, bytes, list[_Plan], list[Any]]] = []
-        for index, (key, limits, cost) in enumerate(requests):
-            if self._denied:
-                cached = self._cached_denial(escape_key(key), limits, cost, now)
-                if cached is not None:
-                    results[index] = cached
-                    continue
-            tag, plans, command = self._command(key, limits, cost, _ACQUIRE)
-            pending.append((index, tag, plans, command))
-        if pending:
-            replies = self._call_many([item[3] for item in pending])
-            for (index, tag, plans, _), reply in zip(pending, replies, strict=True):
-                key, limits, cost = requests[index]
-                if isinstance(reply, StoreUnavailable):
-                    results[index] = self._degraded(limits, cost, reply)
-                elif isinstance(reply, BucketError):
-                    raise reply
-                else:
-                    results[index] = self._decision(tag, limits, plans, cost, reply, now)
-            if self._outage and not any(isinstance(r, BucketError) for r in replies):
-                self._recovered()
+        results, pending, calls = self._prepare_many(requests, now)
+        if calls:
+            runs = self._batches(calls)
+            replies = self._call_many([command for _, command in runs])
+            self._finish_many(requests, results, pending, self._spread(runs, replies, calls), now)
         return results  # type: ignore[return-value]
 
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
@@ -796,8 +938,8 @@ class RedisStore(_Base):
                 self._idle.append(conn)
 
     @staticmethod
-    def _send_all(conn: Any, commands: list[list[Any]]) -> list[Any]:
-        conn.send_packed_command(conn.pack_commands(commands))
+    def _send_all(conn: Any, commands: list[Any]) -> list[Any]:
+        conn.send_packed_command([b"".join([_packed(conn, command) for command in commands])])
         replies: list[Any] = []
         for _ in commands:
             try:
@@ -811,6 +953,16 @@ def _pack(conn: Any, command: list[Any]) -> Any:
     if _pack_command is not None:
         return [_pack_command(tuple(command))]
     return conn.pack_command(*command)
+
+
+def _packed(conn: Any, command: Any) -> bytes:
+    """A command in the wire protocol: packed already (bytes) or packed now."""
+    if type(command) is bytes:
+        return command
+    if _pack_command is not None:
+        packed: bytes = _pack_command(tuple(command))
+        return packed
+    return b"".join(conn.pack_command(*command))
 
 
 def _freshen(conn: Any) -> None:
@@ -873,6 +1025,8 @@ class AsyncRedisStore(_Base):
         self.client = client
         self._closed = False
         self._ready = False
+        self._queue: list[tuple[_Call, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         now = time.monotonic_ns()
@@ -880,9 +1034,9 @@ class AsyncRedisStore(_Base):
             cached = self._cached_denial(escape_key(key), limits, cost, now)
             if cached is not None:
                 return cached
-        tag, plans, command = self._command(key, limits, cost, _ACQUIRE)
+        tag, plans, keys, args, packed = self._call_parts(key, limits, cost)
         try:
-            reply = await self._call(command)
+            reply = await self._decide(_ACQUIRE, keys, args, packed)
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc)
         if self._outage:
@@ -893,9 +1047,9 @@ class AsyncRedisStore(_Base):
         now = time.monotonic_ns()
         if self._denied and self._cached_denial(escape_key(key), limits, cost, now) is not None:
             return False
-        tag, plans, command = self._command(key, limits, cost, _TRY)
+        tag, plans, keys, args, packed = self._call_parts(key, limits, cost)
         try:
-            reply = await self._call(command)
+            reply = await self._decide(_TRY, keys, args, packed)
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc).allowed
         if self._outage:
@@ -903,39 +1057,70 @@ class AsyncRedisStore(_Base):
         return self._try_result(tag, limits, plans, cost, reply, now)
 
     async def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
-        tag, plans, command = self._command(key, limits, cost, _PEEK)
+        tag, plans, keys, args, packed = self._call_parts(key, limits, cost)
         try:
-            reply = await self._call(command)
+            reply = await self._decide(_PEEK, keys, args, packed)
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc)
         if self._outage:
             self._recovered()
         return self._decision(tag, limits, plans, cost, reply, 0)
 
+    async def _decide(
+        self, mode: bytes, keys: list[bytes], args: list[bytes], packed: bytes
+    ) -> Any:
+        """One call's reply; concurrent calls share script runs (see ``_flush``)."""
+        if self._cluster:
+            return await self._call(["EVALSHA", SCRIPT_SHA, len(keys), *keys, mode, *args])
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        # A try inside a many-call run answers in full; _try_result reads both.
+        self._queue.append(((_ACQUIRE if mode == _TRY else mode, keys, args, packed), future))
+        flusher = self._flusher
+        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        """Decide every queued call in as few script runs as possible.
+
+        The calls that arrive while a run is in flight wait for the next one,
+        so N concurrent tasks cost about one round trip per N decisions, not
+        N round trips. Each call is still decided exactly once, on its own.
+        """
+        queue: list[tuple[_Call, asyncio.Future[Any]]] = []
+        try:
+            while self._queue:
+                queue, self._queue = self._queue, []
+                calls = [call for call, _ in queue]
+                runs = self._batches(calls)
+                replies = await self._call_many([command for _, command in runs])
+                for (_, future), reply in zip(
+                    queue, self._spread(runs, replies, calls), strict=True
+                ):
+                    if future.done():  # its caller was cancelled
+                        continue
+                    if isinstance(reply, BaseException):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+                queue = []
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else StoreError(f"cancelled: {exc!r}")
+            for _, future in queue + self._queue:
+                if not future.done():
+                    future.set_exception(error)
+            self._queue = []
+            if not isinstance(exc, Exception):
+                raise
+
     async def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
         now = time.monotonic_ns()
-        results: list[Decision | None] = [None] * len(requests)
-        pending: list[tuple[int, bytes, list[_Plan], list[Any]]] = []
-        for index, (key, limits, cost) in enumerate(requests):
-            if self._denied:
-                cached = self._cached_denial(escape_key(key), limits, cost, now)
-                if cached is not None:
-                    results[index] = cached
-                    continue
-            tag, plans, command = self._command(key, limits, cost, _ACQUIRE)
-            pending.append((index, tag, plans, command))
-        if pending:
-            replies = await self._call_many([item[3] for item in pending])
-            for (index, tag, plans, _), reply in zip(pending, replies, strict=True):
-                key, limits, cost = requests[index]
-                if isinstance(reply, StoreUnavailable):
-                    results[index] = self._degraded(limits, cost, reply)
-                elif isinstance(reply, BucketError):
-                    raise reply
-                else:
-                    results[index] = self._decision(tag, limits, plans, cost, reply, now)
-            if self._outage and not any(isinstance(r, BucketError) for r in replies):
-                self._recovered()
+        results, pending, calls = self._prepare_many(requests, now)
+        if calls:
+            runs = self._batches(calls)
+            replies = await self._call_many([command for _, command in runs])
+            self._finish_many(requests, results, pending, self._spread(runs, replies, calls), now)
         return results  # type: ignore[return-value]
 
     async def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
@@ -987,8 +1172,6 @@ class AsyncRedisStore(_Base):
     async def _call_many(self, commands: list[list[Any]]) -> list[Any]:
         if self._cluster:
             # One call per request, all in flight at once.
-            import asyncio
-
             async def one(command: list[Any]) -> Any:
                 try:
                     return await self._call(command)
@@ -1017,8 +1200,9 @@ class AsyncRedisStore(_Base):
             await pool.release(conn)
 
     @staticmethod
-    async def _send_all(conn: Any, commands: list[list[Any]]) -> list[Any]:
-        await conn.send_packed_command(conn.pack_commands(commands))
+    async def _send_all(conn: Any, commands: list[Any]) -> list[Any]:
+        packed = [b"".join([_packed(conn, command) for command in commands])]
+        await conn.send_packed_command(packed)
         replies: list[Any] = []
         for _ in commands:
             try:

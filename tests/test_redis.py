@@ -116,16 +116,16 @@ def test_the_script_decides_exactly_like_the_reference(
             tats = [refunded(lim, tat, now_ns, cost) for lim, tat in zip(limits, tats, strict=True)]
             continue
         plans, reply = _raw(store, key, limits, cost, b"a" if op == "acquire" else b"p")
-        now_ns = reply[1] * 1000
+        now_ns = reply[0] * 1000
         expected = [evaluate(lim, tat, now_ns, cost) for lim, tat in zip(limits, tats, strict=True)]
         debts = [reply[2 + 2 * i] * plan.w + reply[3 + 2 * i] for i, plan in enumerate(plans)]
         for lim, tat, debt in zip(limits, tats, debts, strict=True):
             assert debt == (0 if tat is None else max(tat - now_ns * lim.units_per_ns, 0))
-        assert (reply[0] == 1) == all(step.allowed for step in expected)
+        assert (reply[1] == 1) == all(step.allowed for step in expected)
         assert store._decision(b"", limits, plans, cost, reply, 0) == decision_from_steps(
             limits, expected
         )
-        if op == "acquire" and reply[0] == 1:
+        if op == "acquire" and reply[1] == 1:
             tats = [step.tat for step in expected]
 
 
@@ -141,11 +141,11 @@ def test_fractions_of_a_token_carry_over_between_calls(store: RedisStore) -> Non
     """7 tokens per 3 s: the emission interval is not a whole number of microseconds."""
     limit = Limit(7, 3.0, burst=1)
     plans, first = _raw(store, "frac", (limit,), 1, b"a")
-    assert first[0] == 1
+    assert first[1] == 1
     plans, second = _raw(store, "frac", (limit,), 1, b"p")
     w = plans[0].w
     debt = second[2] * w + second[3]
-    now_units = (second[1] - first[1]) * w
+    now_units = (second[0] - first[0]) * w
     assert debt == limit.token_units - now_units  # not rounded to a microsecond
     assert debt % w != 0 or now_units % w == 0
 
