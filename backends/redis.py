@@ -130,6 +130,7 @@ _MAX_REFUND_US = 2**51
 
 _ACQUIRE, _TRY, _PEEK, _REFUND, _MANY = b"a", b"t", b"p", b"r", b"m"
 _BATCH = 128  # calls per script run in acquire_many: a script blocks the server
+_STREAM = 25  # calls per run when runs are streamed to one server
 
 # One call inside a many-call run: (mode, bucket keys, their arguments, the
 # same arguments already in the wire protocol).
@@ -391,6 +392,7 @@ class _Base:
         # escaped key -> identities -> (local ns before the call, debts)
         self._denied: dict[bytes, dict[tuple[str, ...], tuple[int, list[int]]]] = {}
         self._outage = False
+        self._outage_since = 0
         self._outage_lock = threading.Lock()
         self._owned = False
 
@@ -577,13 +579,21 @@ class _Base:
     # acquire_many
 
     def _prepare_many(
-        self, requests: Sequence[Request], now: int
+        self,
+        requests: Sequence[Request],
+        now: int,
+        start: int = 0,
+        stop: int | None = None,
+        results: list[Decision | None] | None = None,
     ) -> tuple[list[Decision | None], list[tuple[int, bytes, list[_Plan]]], list[_Call]]:
-        results: list[Decision | None] = [None] * len(requests)
+        """The calls for ``requests[start:stop]`` (those the deny cache cannot answer)."""
+        if results is None:
+            results = [None] * len(requests)
         pending: list[tuple[int, bytes, list[_Plan]]] = []
         calls: list[_Call] = []
         denied = self._denied
-        for index, (key, limits, cost) in enumerate(requests):
+        for index in range(start, len(requests) if stop is None else min(stop, len(requests))):
+            key, limits, cost = requests[index]
             if denied:
                 cached = self._cached_denial(escape_key(key), limits, cost, now)
                 if cached is not None:
@@ -608,6 +618,22 @@ class _Base:
                 per_call[index] = one
         return per_call
 
+    def _finish_run(
+        self,
+        requests: Sequence[Request],
+        results: list[Decision | None],
+        pending: list[tuple[int, bytes, list[_Plan]]],
+        calls: list[_Call],
+        reply: Any,
+        now: int,
+    ) -> None:
+        """Decisions for the calls of one run, from its reply (or its error)."""
+        if isinstance(reply, BucketError):
+            replies: list[Any] = [reply] * len(calls)
+        else:
+            replies = self._split(reply, list(range(len(calls))), calls)
+        self._finish_many(requests, results, pending, replies, now)
+
     def _finish_many(
         self,
         requests: Sequence[Request],
@@ -627,7 +653,7 @@ class _Base:
             else:
                 results[index] = self._decision(tag, limits, plans, cost, reply, now)
         if self._outage and not failed:
-            self._recovered()
+            self._recovered(now)
 
     # the deny cache
 
@@ -683,6 +709,7 @@ class _Base:
             with self._outage_lock:
                 if not self._outage:
                     self._outage = True
+                    self._outage_since = time.monotonic_ns()
                     _LOG.warning(
                         "Redis is unavailable (%s): on_error=%s decides until it is back",
                         exc,
@@ -706,9 +733,14 @@ class _Base:
             False, 0, decision.retry_after, decision.reset_after, limit, degraded=True
         )
 
-    def _recovered(self) -> None:
+    def _recovered(self, started: int) -> None:
+        """A call that began at ``started`` (monotonic ns) succeeded.
+
+        Only a call begun after the outage was noticed ends it: one that was
+        already in flight may still answer, and must not make it log twice.
+        """
         with self._outage_lock:
-            if self._outage:
+            if self._outage and started > self._outage_since:
                 self._outage = False
                 _LOG.warning("Redis is reachable again: decisions are exact again")
 
@@ -769,7 +801,7 @@ class RedisStore(_Base):
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc)
         if self._outage:
-            self._recovered()
+            self._recovered(now)
         return self._decision(tag, limits, plans, cost, reply, now)
 
     def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
@@ -784,20 +816,23 @@ class RedisStore(_Base):
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc).allowed
         if self._outage:
-            self._recovered()
+            self._recovered(now)
         return self._try_result(tag, limits, plans, cost, reply, now)
 
     def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
+        now = time.monotonic_ns()
         tag, plans, command = self._command(key, limits, cost, _PEEK)
         try:
             reply = self._call(command)
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc)
         if self._outage:
-            self._recovered()
+            self._recovered(now)
         return self._decision(tag, limits, plans, cost, reply, 0)
 
     def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
+        if not self._cluster:
+            return self._stream_many(requests)
         now = time.monotonic_ns()
         results, pending, calls = self._prepare_many(requests, now)
         if calls:
@@ -830,6 +865,19 @@ class RedisStore(_Base):
 
     # I/O
 
+    def _take(self) -> Any:
+        """A connection of this store's own, connected and with nothing unread."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:  # none idle (or another thread took the last one)
+            return self.client.connection_pool.get_connection()
+        try:
+            _freshen(conn)
+        except BaseException:
+            self._idle.append(conn)
+            raise
+        return conn
+
     def _call(self, command: list[Any]) -> Any:
         """Run one script call once; NOSCRIPT loads it and runs it once more."""
         if self._cluster:
@@ -837,16 +885,11 @@ class RedisStore(_Base):
                 return self._call_cluster(command)
             except _ERRORS as exc:
                 raise map_error(exc) from exc
-        idle = self._idle
         try:
-            conn = idle.pop() if idle else None
-        except IndexError:  # another thread took the last one
-            conn = None
+            conn = self._take()
+        except _ERRORS as exc:
+            raise map_error(exc) from exc
         try:
-            if conn is None:
-                conn = self.client.connection_pool.get_connection()
-            else:
-                _freshen(conn)
             conn.send_packed_command(_pack(conn, command))
             try:
                 return conn.read_response()
@@ -857,8 +900,68 @@ class RedisStore(_Base):
         except _ERRORS as exc:
             raise map_error(exc) from exc
         finally:
-            if conn is not None:
-                idle.append(conn)
+            self._idle.append(conn)
+
+    def _stream_many(self, requests: Sequence[Request]) -> list[Decision]:
+        """acquire_many on one server: runs go out as soon as each is packed.
+
+        Still one round trip of waiting, but the server decides the first
+        runs while later ones are packed here, and the first replies are
+        turned into Decisions while the server works on the rest.
+        """
+        now = time.monotonic_ns()
+        results: list[Decision | None] = [None] * len(requests)
+        sent: list[tuple[list[tuple[int, bytes, list[_Plan]]], list[_Call], bytes]] = []
+        replies: list[Any] = []
+        failure: BucketError | None = None
+        try:
+            conn = self._take()
+        except _ERRORS as exc:
+            conn, failure = None, _chained(exc)
+        if conn is not None:
+            try:
+                for start in range(0, len(requests), _STREAM):
+                    _, pending, calls = self._prepare_many(
+                        requests, now, start, start + _STREAM, results
+                    )
+                    if calls:
+                        packed = self._packed_run(calls)
+                        conn.send_packed_command([packed])
+                        sent.append((pending, calls, packed))
+                missing = []
+                for index, (pending, calls, _) in enumerate(sent):
+                    try:
+                        reply = conn.read_response()
+                    except NoScriptError:
+                        missing.append(index)
+                        reply = None
+                    except ResponseError as exc:
+                        reply = _chained(exc)
+                    replies.append(reply)
+                    if reply is not None:
+                        self._finish_run(requests, results, pending, calls, reply, now)
+                if missing:  # those runs did not run: load the script, send them again
+                    again = self._send_all(
+                        conn, [["SCRIPT", "LOAD", SCRIPT]] + [sent[index][2] for index in missing]
+                    )
+                    for index, reply in zip(missing, again[1:], strict=True):
+                        pending, calls, _ = sent[index]
+                        if isinstance(reply, BaseException):
+                            reply = _chained(reply)
+                        replies[index] = reply
+                        self._finish_run(requests, results, pending, calls, reply, now)
+            except _ERRORS as exc:
+                failure = _chained(exc)
+            finally:
+                self._idle.append(conn)
+        if failure is not None:  # every run without a reply failed with it
+            if not sent:
+                _, pending, calls = self._prepare_many(requests, now, results=results)
+                sent.append((pending, calls, b""))
+            for index, (pending, calls, _) in enumerate(sent):
+                if index >= len(replies) or replies[index] is None:
+                    self._finish_run(requests, results, pending, calls, failure, now)
+        return results  # type: ignore[return-value]
 
     def _call_cluster(self, command: list[Any]) -> Any:
         # Naming the node turns off RedisCluster's retry of the whole command
@@ -1040,7 +1143,7 @@ class AsyncRedisStore(_Base):
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc)
         if self._outage:
-            self._recovered()
+            self._recovered(now)
         return self._decision(tag, limits, plans, cost, reply, now)
 
     async def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
@@ -1053,17 +1156,18 @@ class AsyncRedisStore(_Base):
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc).allowed
         if self._outage:
-            self._recovered()
+            self._recovered(now)
         return self._try_result(tag, limits, plans, cost, reply, now)
 
     async def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
+        now = time.monotonic_ns()
         tag, plans, keys, args, packed = self._call_parts(key, limits, cost)
         try:
             reply = await self._decide(_PEEK, keys, args, packed)
         except StoreUnavailable as exc:
             return self._degraded(limits, cost, exc)
         if self._outage:
-            self._recovered()
+            self._recovered(now)
         return self._decision(tag, limits, plans, cost, reply, 0)
 
     async def _decide(

@@ -471,9 +471,25 @@ def _count_round_trips(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> li
 def test_acquire_many_is_one_round_trip(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
     limit = Limit(50, 3600.0)
     store.acquire("warm", (limit,), 1)
-    sent = _count_round_trips(store, monkeypatch)
+    events: list[str] = []
+    connection = redis.connection.Connection
+    send, read = connection.send_packed_command, connection.read_response
+
+    def sending(self: Any, *args: Any, **kwargs: Any) -> Any:
+        events.append("send")
+        return send(self, *args, **kwargs)
+
+    def reading(self: Any, *args: Any, **kwargs: Any) -> Any:
+        events.append("read")
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(connection, "send_packed_command", sending)
+    monkeypatch.setattr(connection, "read_response", reading)
     decisions = store.acquire_many([(f"k{i % 10}", (limit,), 1) for i in range(100)])
-    assert sent[0] == 1
+    first_read = events.index("read")
+    assert "read" not in events[:first_read]
+    assert "send" not in events[first_read:]
+    assert 1 <= first_read <= 4  # runs of 25 calls, all sent before any reply is awaited
     assert [d.remaining for d in decisions[:10]] == [49] * 10
     assert [d.remaining for d in decisions[-10:]] == [40] * 10
 
