@@ -28,9 +28,11 @@ pytestmark = pytest.mark.redis
 HOARD = Limit(2000, 1_000_000.0)
 
 
-def _hammer(url: str, prefix: str, threads: int, attempts: int) -> int:
+def _hammer(url: str, prefix: str, threads: int, attempts: int, start: Any) -> int:
     """One worker process: ``threads`` threads each try ``attempts`` times."""
     with Limiter(url, prefix=prefix, deny_cache=False) as limiter:
+        limiter.peek("shared", HOARD)  # connected and ready
+        start.wait(60)  # every process starts hammering at once
 
         def run() -> int:
             return sum(limiter.try_acquire("shared", HOARD) for _ in range(attempts))
@@ -44,8 +46,12 @@ def test_four_processes_of_eight_threads_get_exactly_the_burst(
     where: str, redis_server: RedisProcess, redis_cluster: RedisCluster3, redis_prefix: str
 ) -> None:
     url = redis_server.url if where == "redis" else redis_cluster.url
-    with ProcessPoolExecutor(4, mp_context=get_context("spawn")) as pool:
-        granted = list(pool.map(_hammer, [url] * 4, [redis_prefix] * 4, [8] * 4, [90] * 4))
+    context = get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(4, mp_context=context) as pool:
+        start = manager.Barrier(4)
+        granted = list(
+            pool.map(_hammer, [url] * 4, [redis_prefix] * 4, [8] * 4, [90] * 4, [start] * 4)
+        )
     assert sum(granted) == 2000  # 2880 attempts, one shared burst
     assert all(count > 0 for count in granted)  # every process really took part
 
