@@ -134,7 +134,7 @@ _STREAM = 25  # calls per run when runs are streamed to one server
 
 # One call inside a many-call run: (mode, bucket keys, their arguments, the
 # same arguments already in the wire protocol).
-_Call = tuple[bytes, list[bytes], list[bytes], bytes]
+_Call = tuple[bytes, list[bytes], Sequence[bytes], bytes]
 
 _ON_ERROR = ("raise", "allow", "deny")
 _TRUE = {"1", "true", "yes", "on"}
@@ -174,6 +174,7 @@ def _resp(items: Sequence[bytes]) -> bytes:
 
 _EVALSHA_RESP = _resp([b"EVALSHA", SCRIPT_SHA.encode()])
 _MANY_RESP = _resp([_MANY])
+_ONE_BUCKET = {mode: _resp([mode, b"1"]) for mode in (_ACQUIRE, _PEEK)}
 
 
 class _Plan:
@@ -483,8 +484,13 @@ class _Base:
         arg_parts = [_MANY_RESP]
         count = 4  # EVALSHA, sha, numkeys, "m"
         for mode, keys, args, packed in calls:
-            key_parts += [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
-            arg_parts.append(_resp([mode, b"%d" % len(keys)]))
+            if len(keys) == 1:
+                key = keys[0]
+                key_parts.append(b"$%d\r\n%s\r\n" % (len(key), key))
+                arg_parts.append(_ONE_BUCKET[mode])
+            else:
+                key_parts += [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+                arg_parts.append(_resp([mode, b"%d" % len(keys)]))
             arg_parts.append(packed)
             count += len(keys) + 2 + len(args)
         nkeys = b"%d" % len(key_parts)
@@ -592,6 +598,8 @@ class _Base:
         pending: list[tuple[int, bytes, list[_Plan]]] = []
         calls: list[_Call] = []
         denied = self._denied
+        known = self._plans
+        head = self._prefix + b"{"
         for index in range(start, len(requests) if stop is None else min(stop, len(requests))):
             key, limits, cost = requests[index]
             if denied:
@@ -599,6 +607,15 @@ class _Base:
                 if cached is not None:
                     results[index] = cached
                     continue
+            plan = known.get(limits[0].identity) if len(limits) == 1 else None
+            if plan is not None and plan.limit is limits[0] and cost in plan.packed:
+                # The common case, inlined: one limit already planned, a usual cost.
+                tag = escape_key(key)
+                pending.append((index, tag, [plan]))
+                calls.append(
+                    (_ACQUIRE, [head + tag + plan.suffix], plan.costs[cost], plan.packed[cost])
+                )
+                continue
             tag, plans, keys, args, packed = self._call_parts(key, limits, cost)
             pending.append((index, tag, plans))
             calls.append((_ACQUIRE, keys, args, packed))
@@ -629,10 +646,30 @@ class _Base:
     ) -> None:
         """Decisions for the calls of one run, from its reply (or its error)."""
         if isinstance(reply, BucketError):
-            replies: list[Any] = [reply] * len(calls)
-        else:
-            replies = self._split(reply, list(range(len(calls))), calls)
-        self._finish_many(requests, results, pending, replies, now)
+            self._finish_many(requests, results, pending, [reply] * len(calls), now)
+            return
+        if type(reply) is not list or len(reply) != 1 + sum(1 + 2 * len(c[1]) for c in calls):
+            raise CorruptState(f"unexpected reply from the bucketcore script: {reply!r}")
+        at = 1
+        for index, tag, plans in pending:
+            _, limits, cost = requests[index]
+            if len(plans) == 1:  # the common case, without a reply of its own
+                plan = plans[0]
+                step = evaluate(plan.limit, reply[at + 1] * plan.w + reply[at + 2], 0, cost)
+                if step.allowed != (reply[at] == 1):
+                    raise CorruptState(f"the bucketcore script and core disagree: {reply!r}")
+                if step.allowed or not self._deny_cache:
+                    results[index] = from_nanoseconds(
+                        step.allowed, step.remaining, step.retry_ns, step.reset_ns, limits[0]
+                    )
+                    at += 3
+                    continue
+            end = at + 1 + 2 * len(plans)
+            one = [reply[0], *reply[at:end]]
+            results[index] = self._decision(tag, limits, plans, cost, one, now)
+            at = end
+        if self._outage:
+            self._recovered(now)
 
     def _finish_many(
         self,

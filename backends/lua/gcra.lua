@@ -65,9 +65,11 @@ end
 -- Decide one call on KEYS[k0+1 .. k0+n] with its bucket arguments from
 -- ARGV[a0+1]; append {allowed, debts...} to reply. Returns allowed, or nil
 -- and an error reply.
+-- Scratch space for decide, shared by the calls of a run (each writes 1..n).
+local after_us, after_frac, after_debt = {}, {}, {}
+
 local function decide(mode, k0, n, a0, reply)
   local at = #reply
-  local after_us, after_frac, after_debt = {}, {}, {}
   local allowed = true
   for i = 1, n do
     local j = a0 + 5 * i - 4
