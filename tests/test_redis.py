@@ -610,3 +610,28 @@ def test_async_unreachable_raises_or_degrades() -> None:
             assert decision.degraded
 
     asyncio.run(main())
+
+
+def test_the_redis_comparison_runner_measures_every_case(redis_server: RedisProcess) -> None:
+    from benchmarks import compare_redis
+
+    times = compare_redis.measure(redis_server.url, rounds=1, calls=20)
+    assert all(ns > 0 for ns in times.values())
+    assert [row[0] for row in compare_redis.bars(times)] == [
+        "one decision / raw EVALSHA",
+        "batch of 100 throughput / single",
+        "async 50 tasks throughput / sync",
+    ]
+
+
+def test_a_missing_redis_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bucketcore.store import open_store
+
+    for name in [name for name in sys.modules if name == "redis" or name.startswith("redis.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(sys.modules, "bucketcore.backends.redis")
+    monkeypatch.setitem(sys.modules, "redis", None)  # what an absent package looks like
+    with pytest.raises(ConfigurationError, match=r"pip install 'bucketcore\[redis\]'"):
+        open_store("redis://localhost:6379/0")
