@@ -129,6 +129,17 @@ def test_the_script_decides_exactly_like_the_reference(
             tats = [step.tat for step in expected]
 
 
+@pytest.mark.slow
+@settings(
+    max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(chosen=st.lists(limits(), min_size=1, max_size=3, unique_by=lambda x: x.identity), ops=_OPS)
+def test_the_script_decides_exactly_like_the_reference_at_length(
+    store: RedisStore, chosen: list[Limit], ops: list[tuple[str, int]]
+) -> None:
+    test_the_script_decides_exactly_like_the_reference.hypothesis.inner_test(store, chosen, ops)  # type: ignore[attr-defined]
+
+
 def test_try_acquire_answers_what_acquire_would(store: RedisStore) -> None:
     limits = (Limit(5, 3600.0), Limit(3, 86400.0, name="day"))
     tried = [store.try_acquire("t", limits, cost) for cost in (1, 2, 1, 1)]
@@ -635,3 +646,37 @@ def test_a_missing_redis_extra_names_the_pip_command(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "redis", None)  # what an absent package looks like
     with pytest.raises(ConfigurationError, match=r"pip install 'bucketcore\[redis\]'"):
         open_store("redis://localhost:6379/0")
+
+
+def test_rediss_with_a_verified_certificate(
+    redis_process_factory: Any, redis_prefix: str, tmp_path: Any
+) -> None:
+    import shutil
+    import subprocess
+
+    from tests.redis_servers import free_port
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl (to make a test certificate) not found")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_certificate = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    make_certificate += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+    make_certificate += ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+    subprocess.run(make_certificate, check=True, capture_output=True)
+    tls_port = free_port()
+    server = redis_process_factory(
+        "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)
+    )
+    server.extra += ("--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"this server has no TLS: {exc}")
+    url = f"rediss://127.0.0.1:{tls_port}/0?prefix={redis_prefix}&ssl_ca_certs={cert}"
+    with Limiter(url) as limiter:
+        assert limiter.acquire("k", Limit(2, 60.0)).remaining == 1
+    with Limiter(url.replace(f"&ssl_ca_certs={cert}", "")) as limiter, pytest.raises(StoreError):
+        limiter.acquire("k", Limit(2, 60.0))  # an unknown issuer is refused
+    with pytest.raises(ConfigurationError, match="rediss"):
+        Limiter(f"redis://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}")

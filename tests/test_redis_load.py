@@ -89,6 +89,28 @@ def test_steady_traffic_at_slow_rates_gets_burst_plus_rate_times_elapsed(
         assert ideal - 1 - slack <= granted <= ideal + slack, (limit, granted, elapsed)
 
 
+@pytest.mark.slow
+def test_steady_traffic_for_longer_at_awkward_rates(
+    redis_server: RedisProcess, redis_prefix: str
+) -> None:
+    """15 s at rates whose emission intervals are no whole number of microseconds."""
+    limits = [Limit(7, 3.0, burst=2), Limit(1, 2.0, burst=1), Limit(3, 7.0, burst=1)]
+    limiters = [
+        Limiter(redis_server.url, prefix=f"{redis_prefix}{i}:", deny_cache=i % 2 == 0)
+        for i in range(len(limits))
+    ]
+    try:
+        with ThreadPoolExecutor(len(limits)) as pool:
+            results = list(pool.map(_steady, limiters, limits, [15.0] * len(limits)))
+    finally:
+        for limiter in limiters:
+            limiter.close()
+    for limit, (granted, elapsed) in zip(limits, results, strict=True):
+        ideal = limit.burst + limit.rate * elapsed
+        slack = limit.rate * 0.05
+        assert ideal - 1 - slack <= granted <= ideal + slack, (limit, granted, elapsed)
+
+
 # -- faults ----------------------------------------------------------------------
 
 
