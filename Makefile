@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-quick stress clean
+.PHONY: demo tour test lint bench bench-quick stress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.bench: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.dev
 
 demo: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[web]'
+	$(BIN)/python examples/web_app.py
+
+tour: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/python examples/demo.py
 

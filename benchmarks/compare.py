@@ -1,8 +1,9 @@
 """Side-by-side: bucketcore's memory path next to a floor and the peers, in one run.
 
-Every case decides on the same keys in the same process; the rounds are
-interleaved and each case keeps its best round, so a noisy neighbour slows
-all cases alike and the ratios stay meaningful.
+Every case decides on the same keys in the same process, each through one
+lambda (so call overhead is alike); the rounds are interleaved and each
+case keeps its best round, so a noisy neighbour slows all cases alike and
+the ratios stay meaningful.
 
     python -m benchmarks.compare            # about a minute
     python -m benchmarks.compare --quick    # a few seconds
@@ -79,16 +80,16 @@ def bucketcore_acquire(policy: Policy) -> Decide:
 def falconry_consume(policy: Policy) -> Decide:
     import token_bucket
 
-    limiter = token_bucket.Limiter(policy.rate, BURST, token_bucket.MemoryStorage())
-    return limiter.consume  # type: ignore[no-any-return]
+    consume = token_bucket.Limiter(policy.rate, BURST, token_bucket.MemoryStorage()).consume
+    return lambda key: consume(key)
 
 
 def throttled_token_bucket(policy: Policy) -> Decide:
     from throttled import Throttled, rate_limiter, store
 
     quota = rate_limiter.per_duration(timedelta(seconds=policy.period), policy.tokens, burst=BURST)
-    throttle = Throttled(using="token_bucket", quota=quota, store=store.MemoryStore())
-    return throttle.limit  # type: ignore[no-any-return]
+    limit = Throttled(using="token_bucket", quota=quota, store=store.MemoryStore()).limit
+    return lambda key: limit(key)
 
 
 def limits_moving_window(policy: Policy) -> Decide:
@@ -112,8 +113,8 @@ def pyrate_token_bucket(policy: Policy) -> Decide:
     from pyrate_limiter import Limiter, Rate
 
     # pyrate-limiter's bucket is a sliding log; a large window keeps calls allowed.
-    limiter = Limiter(Rate(10**7, max(1000, round(policy.period * 1000))))
-    return limiter.try_acquire  # type: ignore[no-any-return]
+    try_acquire = Limiter(Rate(10**7, max(1000, round(policy.period * 1000)))).try_acquire
+    return lambda key: try_acquire(key)
 
 
 CASES: dict[str, Callable[[Policy], Decide]] = {

@@ -11,11 +11,13 @@ from bucketcore.errors import (
     BucketError,
     ConfigurationError,
     CorruptState,
+    RateLimited,
     StoreClosed,
     StoreError,
     StoreLocked,
     StoreUnavailable,
 )
+from bucketcore.guard import rate_limited
 from bucketcore.limit import Limit
 from bucketcore.limiter import AsyncLimiter, Limiter
 from bucketcore.store import AsyncStore, Store
@@ -29,11 +31,13 @@ __all__ = [
     "Decision",
     "Limit",
     "Limiter",
+    "RateLimited",
     "Store",
     "StoreClosed",
     "StoreError",
     "StoreLocked",
     "StoreUnavailable",
+    "rate_limited",
 ]
 
 __version__ = "0.1.0"

@@ -14,10 +14,17 @@ bad limit
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bucketcore.decision import Decision
+
 __all__ = [
     "BucketError",
     "ConfigurationError",
     "CorruptState",
+    "RateLimited",
     "StoreClosed",
     "StoreError",
     "StoreLocked",
@@ -51,3 +58,35 @@ class CorruptState(StoreError):
 
 class StoreClosed(StoreError):
     """The limiter (or its store) was used after ``close()``."""
+
+
+def _seconds(value: float) -> str:
+    """Three significant digits, never in exponent form: 4.29, 30, 1200."""
+    return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+
+
+class RateLimited(BucketError):
+    """Raised by ``rate_limited`` when a call is denied; carries the ``Decision``.
+
+    >>> from bucketcore import Decision, Limit
+    >>> error = RateLimited(Decision(False, 0, 2.5, 10.0, Limit(1, 10, name="smtp")))
+    >>> error.retry_after, str(error)
+    (2.5, "rate limited by 'smtp': retry in 2.5 s")
+    >>> str(RateLimited(Decision(False, 0, 1200.0, 3600.0, Limit(3, 3600))))
+    "rate limited by '3/3600s': retry in 1200 s"
+    """
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        limit = decision.limit
+        name = limit.name if limit.name is not None else str(limit)
+        if decision.retry_after == math.inf:
+            wait = "the cost exceeds the burst and can never succeed"
+        else:
+            wait = f"retry in {_seconds(decision.retry_after)} s"
+        super().__init__(f"rate limited by {name!r}: {wait}")
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the same call would succeed (``decision.retry_after``)."""
+        return self.decision.retry_after

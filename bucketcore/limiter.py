@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, cast
 
-from bucketcore._keys import MAX_KEY_BYTES, canonical_key, check_cost, check_key, check_limits
+from bucketcore._keys import canonical_key, check_cost, check_key, check_limits
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreClosed
 from bucketcore.limit import Limit
@@ -110,10 +110,11 @@ class _FifoGate:
 
     def leave(self, queue_id: object, ticket: object) -> None:
         with self._condition:
-            queue = self._queues[queue_id]
-            queue.remove(ticket)
-            if not queue:
-                del self._queues[queue_id]
+            queue = self._queues.get(queue_id)
+            if queue is not None and ticket in queue:
+                queue.remove(ticket)
+                if not queue:
+                    del self._queues[queue_id]
             self._condition.notify_all()
 
 
@@ -186,13 +187,8 @@ class Limiter:
         >>> Limiter().try_acquire("alice", Limit(10, 1.0), Limit(100, 60.0))
         True
         """
-        if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
-            check_key(key)
-        if len(limits) != 1 or type(limits[0]) is not Limit:
-            check_limits(limits)
-        if type(cost) is not int or cost < 1:
-            check_cost(cost)
-        return self._store.try_acquire(key, limits, cost)
+        # memory:// never comes here: __init__ binds its own validating fast path.
+        return self._store.try_acquire(key, _check_call(key, limits, cost), cost)
 
     def acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
         """Like ``try_acquire``, with the full ``Decision``.
@@ -200,13 +196,7 @@ class Limiter:
         >>> Limiter().acquire("alice", Limit(10, 1.0), cost=4).remaining
         6
         """
-        if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
-            check_key(key)
-        if len(limits) != 1 or type(limits[0]) is not Limit:
-            check_limits(limits)
-        if type(cost) is not int or cost < 1:
-            check_cost(cost)
-        return self._store.acquire(key, limits, cost)
+        return self._store.acquire(key, _check_call(key, limits, cost), cost)
 
     def peek(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
         """What ``acquire`` would answer now; consumes nothing.

@@ -217,6 +217,12 @@ def test_bad_keys_and_costs_raise_configuration_error(
             call(key, HOURLY, cost=cost)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("tokens", [0, -1, 1.5, True, math.inf])
+def test_bad_refunds_raise_configuration_error(limiter: Limiter, tokens: object) -> None:
+    with pytest.raises(ConfigurationError):
+        limiter.refund("k", HOURLY, tokens=tokens)  # type: ignore[arg-type]
+
+
 def test_limits_must_be_given_as_limit_objects(limiter: Limiter) -> None:
     for bad in [(), ("5/hour",), (HOURLY, HOURLY)]:
         with pytest.raises(ConfigurationError):
