@@ -1,10 +1,12 @@
 """``redis://`` and ``redis+cluster://``: exact limits shared by many processes.
 
-Every decision is one ``EVALSHA`` of ``lua/gcra.lua``: all limits of the
-call, all-or-nothing, with the server's ``TIME`` as the only clock. The
-script answers each bucket's debt at that instant and the client derives
-every ``Decision`` field from it with ``bucketcore._gcra.evaluate``, the
-very function the memory store uses, so the two backends cannot disagree.
+Every call is decided by ``lua/gcra.lua`` in one ``EVALSHA``: all limits of
+the call, all-or-nothing, with the server's ``TIME`` as the only clock
+(``acquire_many`` and concurrent asyncio calls share script runs, each call
+still decided on its own). The script answers each bucket's debt at that
+instant and the client derives every ``Decision`` field from it with
+``bucketcore._gcra.evaluate``, the very function the memory store uses, so
+the two backends cannot disagree.
 
 Keys are ``<prefix>{<escaped key>}<limit identity>``: the hash tag holds the
 escaped user key, so every limit of one key lands in one cluster slot, and
@@ -33,9 +35,10 @@ per microsecond (``1000 * units_per_ns``, i.e. ``tokens / gcd(tokens,
 period_ns)`` at most about 4.5e12); other limits raise ``ConfigurationError``
 on first use. Requires Redis 6.0+ (or Valkey).
 
-The deny cache: after a denial, repeat calls for that bucket set with at
-least that cost are denied locally, with exact fields, until enough time has
-passed, so an abusive client costs no round trip. A ``refund`` or ``reset``
+The deny cache: after a denial, repeat calls for that bucket set are decided
+locally from the debts Redis reported, for as long as those debts still deny
+them (exact fields, elapsed time from before the denial was asked), so an
+abusive client costs no round trip. A ``refund`` or ``reset``
 through this store clears it; one from another process is seen here only
 once the cached denial has run out (tokens can otherwise only appear with
 time). Turn it off with ``deny_cache=false``.
@@ -95,12 +98,14 @@ try:
         TryAgainError,
     )
     from redis.retry import Retry
-except ImportError as exc:  # pragma: no cover - exercised by the packaging test
+except ImportError as exc:  # tests/test_redis.py hides redis-py to check this
     raise ConfigurationError(
         f"the Redis backend needs redis-py: pip install 'bucketcore[redis]' ({exc})"
     ) from exc
 
 __all__ = [
+    "SCRIPT",
+    "SCRIPT_SHA",
     "AsyncRedisStore",
     "RedisStore",
     "escape_key",
@@ -118,7 +123,9 @@ except ImportError:  # pragma: no cover - hiredis is part of the [redis] extra
     _pack_command = None
 
 SCRIPT = resources.files("bucketcore.backends").joinpath("lua/gcra.lua").read_bytes()
+"""The decision script, read once from the package data."""
 SCRIPT_SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
+"""Its SHA1, the name EVALSHA calls it by."""
 
 Key = str | bytes
 
@@ -927,12 +934,12 @@ class RedisStore(_Base):
         except _ERRORS as exc:
             raise map_error(exc) from exc
         try:
-            conn.send_packed_command(_pack(conn, command))
+            conn.send_packed_command([_packed(conn, command)])
             try:
                 return conn.read_response()
             except NoScriptError:
                 # The script did not run: nothing was charged.
-                conn.send_packed_command(_pack(conn, ["EVAL", SCRIPT, *command[2:]]))
+                conn.send_packed_command([_packed(conn, ["EVAL", SCRIPT, *command[2:]])])
                 return conn.read_response()
         except _ERRORS as exc:
             raise map_error(exc) from exc
@@ -1087,12 +1094,6 @@ class RedisStore(_Base):
             except ResponseError as exc:  # one command's error; the rest still follow
                 replies.append(exc)
         return replies
-
-
-def _pack(conn: Any, command: list[Any]) -> Any:
-    if _pack_command is not None:
-        return [_pack_command(tuple(command))]
-    return conn.pack_command(*command)
 
 
 def _packed(conn: Any, command: Any) -> bytes:
