@@ -137,7 +137,7 @@ _MAX_REFUND_US = 2**51
 
 _ACQUIRE, _TRY, _PEEK, _REFUND, _MANY = b"a", b"t", b"p", b"r", b"m"
 _BATCH = 128  # calls per script run in acquire_many: a script blocks the server
-_STREAM = 25  # calls per run when runs are streamed to one server
+_STREAM = 100  # calls per run when runs are streamed to one server
 
 # One call inside a many-call run: (mode, bucket keys, their arguments, the
 # same arguments already in the wire protocol).
