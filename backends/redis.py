@@ -958,20 +958,22 @@ class RedisStore(_Base):
         sent: list[tuple[list[tuple[int, bytes, list[_Plan]]], list[_Call], bytes]] = []
         replies: list[Any] = []
         failure: BucketError | None = None
+        prepared = 0  # requests[:prepared] are in sent (or answered by the deny cache)
         try:
             conn = self._take()
         except _ERRORS as exc:
             conn, failure = None, _chained(exc)
         if conn is not None:
             try:
-                for start in range(0, len(requests), _STREAM):
+                while prepared < len(requests):
                     _, pending, calls = self._prepare_many(
-                        requests, now, start, start + _STREAM, results
+                        requests, now, prepared, prepared + _STREAM, results
                     )
+                    prepared += _STREAM
                     if calls:
                         packed = self._packed_run(calls)
-                        conn.send_packed_command([packed])
                         sent.append((pending, calls, packed))
+                        conn.send_packed_command([packed])
                 missing = []
                 for index, (pending, calls, _) in enumerate(sent):
                     try:
@@ -997,10 +999,12 @@ class RedisStore(_Base):
             except _ERRORS as exc:
                 failure = _chained(exc)
             finally:
+                if len(replies) < len(sent):
+                    conn.disconnect()  # replies still on the way would answer the next caller
                 self._idle.append(conn)
-        if failure is not None:  # every run without a reply failed with it
-            if not sent:
-                _, pending, calls = self._prepare_many(requests, now, results=results)
+        if failure is not None:  # every call without a reply failed with it
+            if prepared < len(requests):
+                _, pending, calls = self._prepare_many(requests, now, prepared, results=results)
                 sent.append((pending, calls, b""))
             for index, (pending, calls, _) in enumerate(sent):
                 if index >= len(replies) or replies[index] is None:

@@ -680,3 +680,30 @@ def test_rediss_with_a_verified_certificate(
         limiter.acquire("k", Limit(2, 60.0))  # an unknown issuer is refused
     with pytest.raises(ConfigurationError, match="rediss"):
         Limiter(f"redis://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}")
+
+
+def test_acquire_many_that_fails_midway_degrades_every_call_and_recovers(
+    redis_server: RedisProcess, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = Limit(50, 3600.0)
+    with Limiter(redis_server.url, prefix=redis_prefix, on_error="deny") as limiter:
+        limiter.acquire("warm", limit)
+        connection = redis.connection.Connection
+        send = connection.send_packed_command
+        sends = [0]
+
+        def failing_second_send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            sends[0] += 1
+            if sends[0] == 2:
+                self.disconnect()
+                raise redis.exceptions.ConnectionError("the network went away")
+            return send(self, *args, **kwargs)
+
+        monkeypatch.setattr(connection, "send_packed_command", failing_second_send)
+        decisions = limiter.acquire_many([(f"k{i % 7}", limit, 1) for i in range(250)])
+        assert all(decision is not None for decision in decisions)
+        assert all(decision.degraded and not decision.allowed for decision in decisions)
+        monkeypatch.setattr(connection, "send_packed_command", send)
+        again = limiter.acquire_many([("fresh", limit, 1)] * 3)
+        assert [d.remaining for d in again] == [49, 48, 47]  # no stale reply was read
+        assert not any(d.degraded for d in again)
