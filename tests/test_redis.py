@@ -707,3 +707,44 @@ def test_acquire_many_that_fails_midway_degrades_every_call_and_recovers(
         again = limiter.acquire_many([("fresh", limit, 1)] * 3)
         assert [d.remaining for d in again] == [49, 48, 47]  # no stale reply was read
         assert not any(d.degraded for d in again)
+
+
+def test_the_cluster_reloads_a_flushed_script_on_every_master(
+    redis_cluster: RedisCluster3, redis_prefix: str
+) -> None:
+    limit = Limit(4, 3600.0)
+    requests = [(f"user{i % 20}", limit, 1) for i in range(40)]
+    with Limiter(redis_cluster.url, prefix=redis_prefix, deny_cache=False) as limiter:
+        assert all(limiter.acquire_many(requests))
+        for node in redis_cluster.nodes:
+            flusher = redis.Redis(port=node.port)
+            flusher.script_flush()
+            flusher.close()
+        decisions = limiter.acquire_many(requests)
+        assert [d.remaining for d in decisions[:20]] == [1] * 20  # charged once each
+        assert [d.remaining for d in decisions[20:]] == [0] * 20
+        for node in redis_cluster.nodes:
+            flusher = redis.Redis(port=node.port)
+            flusher.script_flush()
+            flusher.close()
+        assert not limiter.acquire("user0", limit)  # single calls reload it too
+        assert limiter.peek("user19", limit).remaining == 0
+
+
+def test_a_moved_slot_is_followed_without_charging_twice(
+    redis_cluster: RedisCluster3, redis_prefix: str
+) -> None:
+    """A stale slot table (as after resharding) gets MOVED; the call is re-sent, once."""
+    limit = Limit(5, 3600.0)
+    with Limiter(redis_cluster.url, prefix=redis_prefix, deny_cache=False) as limiter:
+        store: Any = limiter.store
+        assert limiter.acquire("mover", limit).remaining == 4
+        slot = key_slot(escape_key("mover"))
+        manager = store.client.nodes_manager
+        owner = manager.slots_cache[slot][0]
+        other = next(node for node in manager.nodes_cache.values() if node.name != owner.name)
+        manager.slots_cache[slot] = [other]  # lie: send this slot to the wrong master
+        assert limiter.acquire("mover", limit).remaining == 3
+        manager.slots_cache[slot] = [other]
+        decisions = limiter.acquire_many([("mover", limit, 1)] * 2)
+        assert [d.remaining for d in decisions] == [2, 1]
