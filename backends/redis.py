@@ -1216,8 +1216,6 @@ class AsyncRedisStore(_Base):
         self, mode: bytes, keys: list[bytes], args: list[bytes], packed: bytes
     ) -> Any:
         """One call's reply; concurrent calls share script runs (see ``_flush``)."""
-        if self._cluster:
-            return await self._call(["EVALSHA", SCRIPT_SHA, len(keys), *keys, mode, *args])
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         # A try inside a many-call run answers in full; _try_result reads both.
@@ -1233,6 +1231,7 @@ class AsyncRedisStore(_Base):
         The calls that arrive while a run is in flight wait for the next one,
         so N concurrent tasks cost about one round trip per N decisions, not
         N round trips. Each call is still decided exactly once, on its own.
+        On a cluster the runs are per slot, all in flight at once.
         """
         queue: list[tuple[_Call, asyncio.Future[Any]]] = []
         try:
