@@ -56,15 +56,28 @@ def test_four_processes_of_eight_threads_get_exactly_the_burst(
     assert all(count > 0 for count in granted)  # every process really took part
 
 
-def _steady(limiter: Limiter, limit: Limit, seconds: float) -> tuple[int, float]:
-    granted = 0
+def _steady(limiter: Limiter, limit: Limit, seconds: float) -> tuple[int, float, float]:
+    """Call about once a millisecond; the granted count and two bounds on the server's time.
+
+    The server decided the first call between ``start`` and ``first_done``
+    and the last between ``last_sent`` and ``end``: so the time it saw pass
+    is at least ``last_sent - first_done`` and at most ``end - start``.
+    """
     start = time.monotonic()
-    last = start
-    while last - start < seconds:
-        granted += limiter.try_acquire("steady", limit)
-        last = time.monotonic()
+    granted = int(limiter.try_acquire("steady", limit))
+    first_done = last_sent = end = time.monotonic()
+    while end - start < seconds:
         time.sleep(0.001)
-    return granted, last - start
+        last_sent = time.monotonic()
+        granted += limiter.try_acquire("steady", limit)
+        end = time.monotonic()
+    return granted, last_sent - first_done, end - start
+
+
+def _assert_exact(limit: Limit, granted: int, inner: float, outer: float) -> None:
+    """DESIGN §3: at most burst + rate * t, at least that minus one."""
+    assert limit.burst + limit.rate * inner - 1 <= granted, (limit, granted, inner)
+    assert granted <= limit.burst + limit.rate * outer, (limit, granted, outer)
 
 
 @pytest.mark.parametrize("deny_cache", [False, True], ids=["script", "deny-cache"])
@@ -83,10 +96,8 @@ def test_steady_traffic_at_slow_rates_gets_burst_plus_rate_times_elapsed(
     finally:
         for limiter in limiters:
             limiter.close()
-    for limit, (granted, elapsed) in zip(limits, results, strict=True):
-        ideal = limit.burst + limit.rate * elapsed
-        slack = limit.rate * 0.05  # the first and last calls' round trips
-        assert ideal - 1 - slack <= granted <= ideal + slack, (limit, granted, elapsed)
+    for limit, (granted, inner, outer) in zip(limits, results, strict=True):
+        _assert_exact(limit, granted, inner, outer)
 
 
 @pytest.mark.slow
@@ -105,10 +116,8 @@ def test_steady_traffic_for_longer_at_awkward_rates(
     finally:
         for limiter in limiters:
             limiter.close()
-    for limit, (granted, elapsed) in zip(limits, results, strict=True):
-        ideal = limit.burst + limit.rate * elapsed
-        slack = limit.rate * 0.05
-        assert ideal - 1 - slack <= granted <= ideal + slack, (limit, granted, elapsed)
+    for limit, (granted, inner, outer) in zip(limits, results, strict=True):
+        _assert_exact(limit, granted, inner, outer)
 
 
 # -- faults ----------------------------------------------------------------------
