@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis
+from bucketcore.backends.redis import SCRIPT_SHA
 
 from bucketcore import Limit, Limiter
 from bucketcore.errors import StoreUnavailable
@@ -309,3 +310,31 @@ def test_a_killed_cluster_master_raises_store_unavailable(
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert decision.remaining in (7, 8)  # the timed-out call was never re-sent
+
+
+def test_a_promoted_replica_has_every_bucket_and_loads_the_script(
+    redis_process_factory: Any,
+) -> None:
+    """Failover: the writes replicate (effects, not the script), NOSCRIPT loads it there."""
+    primary = redis_process_factory()
+    primary.start()
+    replica = redis_process_factory("--replicaof", "127.0.0.1", str(primary.port))
+    replica.start()
+    limit = Limit(10, 3600.0)
+    watcher = redis.Redis(port=replica.port)
+    with Limiter(primary.url, deny_cache=False) as limiter:
+        assert limiter.acquire("k", limit, cost=3).remaining == 7
+        limiter.refund("k", limit)
+        assert limiter.acquire("k", limit, cost=2).remaining == 6
+        deadline = time.monotonic() + 30
+        while watcher.info("replication").get("master_link_status") != "up" or not watcher.exists(
+            limiter.store._keys("k", (limit,))[0]  # type: ignore[attr-defined]
+        ):
+            assert time.monotonic() < deadline, "the replica never caught up"
+            time.sleep(0.05)
+        primary.kill()
+    watcher.execute_command("REPLICAOF", "NO", "ONE")
+    assert not watcher.script_exists(SCRIPT_SHA)[0]  # only the effects were replicated
+    watcher.close()
+    with Limiter(replica.url, deny_cache=False) as limiter:
+        assert limiter.acquire("k", limit).remaining == 5
