@@ -8,7 +8,8 @@
 -- (now_us, 0) and every sum below stays an integer under 2^53:
 --   now_us < 9e15 (until the year 2255), frac + frac < 2W <= 2^53, and
 --   debts are at most the capacity, at most 2^50 us (the client checks both
---   bounds before it sends a limit).
+--   bounds before it sends a limit, and clamps a cost to the capacity plus
+--   one unit and a refund to 2^51 us: beyond those every answer is alike).
 --
 -- One call: KEYS[i] is bucket i; ARGV[1] is the mode, one of
 --   "a" acquire: take the cost from every bucket, or from none
