@@ -47,12 +47,16 @@ def _per_call_ns(run: Callable[[int], None], calls: int) -> float:
     return (time.perf_counter_ns() - start) / calls
 
 
-def sync_cases(url: str, prefix: str) -> dict[str, Callable[[int], None]]:
-    """Each case runs ``n`` decisions (or commands) one after another."""
+def sync_cases(url: str, prefix: str, opened: list[Any]) -> dict[str, Callable[[int], None]]:
+    """Each case runs ``n`` decisions (or commands) one after another.
+
+    What it opens is appended to ``opened``, for the caller to close.
+    """
     client = redis.Redis.from_url(url)
-    trivial = client.script_load("return 1")
     limiter = Limiter(url, prefix=prefix + "s:")
     uncached = Limiter(url, prefix=prefix + "u:", deny_cache=False)
+    opened += [client, limiter, uncached]
+    trivial = client.script_load("return 1")
     acquire, try_acquire = limiter.acquire, limiter.try_acquire
     limiter.acquire("denied", ONCE)
     uncached.acquire("denied", ONCE)
@@ -120,18 +124,23 @@ def async_case(url: str, prefix: str) -> Callable[[int], None]:
 
 def measure(url: str, rounds: int, calls: int) -> dict[str, float]:
     prefix = f"bench{time.time_ns()}:"
-    cases = sync_cases(url, prefix)
-    cases[f"AsyncLimiter, {TASKS} tasks"] = async_case(url, prefix)
-    for run in cases.values():  # warm up: connections, script cache
-        run(min(calls, 200))
-    best = dict.fromkeys(cases, float("inf"))
-    for _ in range(rounds):
-        for name, run in cases.items():
-            n = calls * 2 if name.startswith("AsyncLimiter") else calls
-            if name.startswith("acquire_many"):
-                n = max(n, BATCH * 20)
-            best[name] = min(best[name], _per_call_ns(run, n))
-    return best
+    opened: list[Any] = []
+    try:
+        cases = sync_cases(url, prefix, opened)
+        cases[f"AsyncLimiter, {TASKS} tasks"] = async_case(url, prefix)
+        for run in cases.values():  # warm up: connections, script cache
+            run(min(calls, 200))
+        best = dict.fromkeys(cases, float("inf"))
+        for _ in range(rounds):
+            for name, run in cases.items():
+                n = calls * 2 if name.startswith("AsyncLimiter") else calls
+                if name.startswith("acquire_many"):
+                    n = max(n, BATCH * 20)
+                best[name] = min(best[name], _per_call_ns(run, n))
+        return best
+    finally:
+        for thing in opened:
+            thing.close()
 
 
 def bars(times: dict[str, float]) -> list[tuple[str, float, str, bool]]:

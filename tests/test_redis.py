@@ -7,6 +7,7 @@ The contract suite (tests/test_contract.py) also runs here on Redis, a
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import math
@@ -731,6 +732,9 @@ def test_the_cluster_reloads_a_flushed_script_on_every_master(
         assert limiter.peek("user19", limit).remaining == 0
 
 
+# redis-py's topology refresh after MOVED drops a node connection unclosed.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_moved_slot_is_followed_without_charging_twice(
     redis_cluster: RedisCluster3, redis_prefix: str
 ) -> None:
@@ -748,3 +752,4 @@ def test_a_moved_slot_is_followed_without_charging_twice(
         manager.slots_cache[slot] = [other]
         decisions = limiter.acquire_many([("mover", limit, 1)] * 2)
         assert [d.remaining for d in decisions] == [2, 1]
+    gc.collect()  # here, where the dropped connection's warning is expected
