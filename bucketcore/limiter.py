@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, cast
 
-from bucketcore._keys import canonical_key, check_cost, check_key, check_limits
+from bucketcore._keys import MAX_KEY_BYTES, canonical_key, check_cost, check_key, check_limits
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreClosed
 from bucketcore.limit import Limit
@@ -44,8 +44,14 @@ LimitsArg = Limit | Sequence[Limit]
 
 
 def _check_call(key: object, limits: tuple[object, ...], cost: object) -> tuple[Limit, ...]:
-    check_key(key)
-    check_cost(cost)
+    # The common case (an ASCII str key, an int cost, one Limit) costs three
+    # tests; anything else goes through the full checks and their messages.
+    if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
+        check_key(key)
+    if type(cost) is not int or cost < 1:
+        check_cost(cost)
+    if len(limits) == 1 and type(limits[0]) is Limit:
+        return cast(tuple[Limit, ...], limits)
     return check_limits(limits)
 
 

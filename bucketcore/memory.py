@@ -97,6 +97,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._tables: dict[str, Table] = {}
         self._sweep_identities: list[str] = []
+        self._sweep_identity = ""
         self._sweep_table: Table = {}
         self._sweep_keys: list[Key] = []
         self._sweep_next = 0
@@ -113,6 +114,9 @@ class MemoryStore:
 
     def _settle(self) -> None:
         """Called after the lock is released, before a changing call returns."""
+
+    def _forget(self, bucket_ids: list[BucketId]) -> None:
+        """The sweep dropped these full buckets from memory (their records may go)."""
 
     # -- the contract ------------------------------------------------------
 
@@ -349,12 +353,13 @@ class MemoryStore:
         live = 0
         budget = _SWEEP_MAX
         snapshots_left = len(self._tables)  # each table at most once per call
+        dropped: list[BucketId] | None = [] if self._writes_through else None
         while live < _SWEEP_LIVE and budget > 0:
             keys = self._sweep_keys
             position = self._sweep_next
             if position >= len(keys):
                 if snapshots_left <= 0:
-                    return
+                    break
                 snapshots_left -= 1
                 self._next_sweep_table()
                 continue
@@ -369,17 +374,21 @@ class MemoryStore:
                     continue
                 if bucket[0] <= now_ns * bucket[1].units_per_ns:
                     del table[key]
+                    if dropped is not None:
+                        dropped.append((self._sweep_identity, key))
                 else:
                     live += 1
             budget -= position - start
             self._sweep_next = position
+        if dropped:
+            self._forget(dropped)
 
     def _next_sweep_table(self) -> None:
         if not self._sweep_identities:
             self._sweep_identities = list(self._tables)
             if not self._sweep_identities:
                 return
-        identity = self._sweep_identities.pop()
+        identity = self._sweep_identity = self._sweep_identities.pop()
         table = self._tables.get(identity)
         if table is not None and not table:
             del self._tables[identity]  # a limit nobody uses any more

@@ -73,6 +73,10 @@ def _valkey(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
     return Limiter(_redis_url(request, "valkey_server"))
 
 
+def _rocksdb(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter(f"rocksdb://{tmp_path}/contract-limits?durability=wal")
+
+
 LimiterFactory = Callable[[pytest.FixtureRequest, Path], Limiter]
 
 CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
@@ -80,6 +84,7 @@ CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
     "redis": _redis,
     "cluster": _redis_cluster,
     "valkey": _valkey,
+    "rocksdb": _rocksdb,
 }
 
 

@@ -20,6 +20,12 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 import redis.exceptions
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from bucketcore import AsyncLimiter, Limit, Limiter
+from bucketcore._gcra import evaluate, refunded
 from bucketcore.backends.redis import (
     SCRIPT_SHA,
     AsyncRedisStore,
@@ -27,12 +33,6 @@ from bucketcore.backends.redis import (
     escape_key,
     map_error,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from redis.crc import key_slot
-
-from bucketcore import AsyncLimiter, Limit, Limiter
-from bucketcore._gcra import evaluate, refunded
 from bucketcore.errors import (
     ConfigurationError,
     CorruptState,

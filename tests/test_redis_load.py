@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import redis
-from bucketcore.backends.redis import SCRIPT_SHA
 
 from bucketcore import Limit, Limiter
+from bucketcore.backends.redis import SCRIPT_SHA
 from bucketcore.errors import StoreUnavailable
 from tests.redis_servers import RedisCluster3, RedisProcess
 
