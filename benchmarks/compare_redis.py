@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds, rougher numbers")
     parser.add_argument("--url", help="an existing Redis to use (default: start one)")
     args = parser.parse_args(argv)
-    rounds, calls = (3, 500) if args.quick else (7, 3000)
+    rounds, calls = (3, 500) if args.quick else (15, 1500)
     server = None
     workdir = tempfile.mkdtemp(prefix="bucketcore-bench-")
     try:
