@@ -85,6 +85,22 @@ def _refuse_unsatisfiable(limits: tuple[Limit, ...], cost: int) -> None:
             )
 
 
+def _plan_wait(
+    key: object, limits: tuple[object, ...], cost: object, timeout: object, clock: Clock
+) -> tuple[tuple[Limit, ...], object, Callable[[], float]]:
+    """Validate a ``wait`` call: its limits, its FIFO queue, its time left."""
+    checked = _check_call(key, limits, cost)
+    budget = _check_timeout(timeout)
+    _refuse_unsatisfiable(checked, cast(int, cost))
+    started = clock()
+
+    def seconds_left() -> float:
+        return budget - (clock() - started) / 1e9
+
+    queue_id = (canonical_key(key), tuple(limit.identity for limit in checked))  # type: ignore[arg-type]
+    return checked, queue_id, seconds_left
+
+
 class _ClosedStore:
     """Stands in for the store after ``close()``: every use raises."""
 
@@ -254,15 +270,7 @@ class Limiter:
         >>> Limiter().wait("alice", Limit(10, 1.0), timeout=1.0).allowed
         True
         """
-        checked = _check_call(key, limits, cost)
-        budget = _check_timeout(timeout)
-        _refuse_unsatisfiable(checked, cost)
-        started = self._clock()
-
-        def seconds_left() -> float:
-            return budget - (self._clock() - started) / 1e9
-
-        queue_id = (canonical_key(key), tuple(limit.identity for limit in checked))
+        checked, queue_id, seconds_left = _plan_wait(key, limits, cost, timeout, self._clock)
         ticket = object()
         store = self._store
         try:
@@ -389,21 +397,13 @@ class AsyncLimiter:
         A cancelled waiter consumes nothing: tokens are only taken by the
         acquire that succeeds, never reserved ahead.
         """
-        checked = _check_call(key, limits, cost)
-        budget = _check_timeout(timeout)
-        _refuse_unsatisfiable(checked, cost)
-        started = self._clock()
-
-        def seconds_left() -> float:
-            return budget - (self._clock() - started) / 1e9
-
-        queue_id = (canonical_key(key), tuple(limit.identity for limit in checked))
+        checked, queue_id, seconds_left = _plan_wait(key, limits, cost, timeout, self._clock)
         turn, users = self._turns.setdefault(queue_id, (asyncio.Lock(), [0]))
         users[0] += 1
         store = self._store
         try:
             # asyncio.Lock wakes its waiters in arrival order: first come, first served.
-            if budget == math.inf:
+            if seconds_left() == math.inf:
                 await turn.acquire()
             else:
                 try:

@@ -15,6 +15,13 @@ from pathlib import Path
 import pytest
 
 from bucketcore import Limiter
+from tests.redis_servers import (  # noqa: F401 - fixtures are found by name
+    redis_cluster,
+    redis_prefix,
+    redis_process_factory,
+    redis_server,
+    valkey_server,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -47,6 +54,25 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
     return Limiter("memory://")
 
 
+def _redis_url(request: pytest.FixtureRequest, server: str) -> str:
+    # Deny cache off: every contract call is decided by the script itself.
+    prefix = request.getfixturevalue("redis_prefix")
+    url = request.getfixturevalue(server).url
+    return f"{url}?prefix={prefix}&deny_cache=false"
+
+
+def _redis(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter(_redis_url(request, "redis_server"))
+
+
+def _redis_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter(_redis_url(request, "redis_cluster"))
+
+
+def _valkey(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter(_redis_url(request, "valkey_server"))
+
+
 def _rocksdb(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
     return Limiter(f"rocksdb://{tmp_path}/contract-limits?durability=wal")
 
@@ -55,6 +81,9 @@ LimiterFactory = Callable[[pytest.FixtureRequest, Path], Limiter]
 
 CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
     "memory": _memory,
+    "redis": _redis,
+    "cluster": _redis_cluster,
+    "valkey": _valkey,
     "rocksdb": _rocksdb,
 }
 

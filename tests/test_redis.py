@@ -1,0 +1,755 @@
+"""The Redis backend against real servers: exact script math, keys, options, errors.
+
+The contract suite (tests/test_contract.py) also runs here on Redis, a
+3-master cluster and Valkey; this file checks what only Redis has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import logging
+import math
+import struct
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+import redis.exceptions
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from bucketcore import AsyncLimiter, Limit, Limiter
+from bucketcore._gcra import evaluate, refunded
+from bucketcore.backends.redis import (
+    SCRIPT_SHA,
+    AsyncRedisStore,
+    RedisStore,
+    escape_key,
+    map_error,
+)
+from bucketcore.errors import (
+    ConfigurationError,
+    CorruptState,
+    StoreError,
+    StoreUnavailable,
+)
+from bucketcore.memory import decision_from_steps
+from tests.redis_servers import RedisCluster3, RedisProcess
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def limiter(redis_server: RedisProcess, redis_prefix: str) -> Any:
+    made = Limiter(redis_server.url, prefix=redis_prefix, deny_cache=False)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def store(limiter: Limiter) -> RedisStore:
+    assert isinstance(limiter.store, RedisStore)
+    return limiter.store
+
+
+# -- the script against bucketcore._gcra, the reference -----------------------
+
+# Limits across the contract's range: rates 1e-6/s .. 1e7/s, bursts up to
+# 1e12, refill horizons up to a year; periods chosen to make awkward gcds.
+_PERIODS = [1e-3, 0.001234567, 1.0, 3.0, 7.3, 86400.0, 31_536_000.0, 1e6]
+
+
+@st.composite
+def limits(draw: st.DrawFn) -> Limit:
+    period = draw(st.sampled_from(_PERIODS))
+    low = max(1, math.ceil(1e-6 * period))
+    high = max(low, min(10**12, int(1e7 * period)))
+    tokens = draw(st.integers(low, high))
+    rate = tokens / period
+    max_burst = max(1, min(10**12, int(rate * 31_536_000)))
+    burst = draw(st.one_of(st.none(), st.integers(1, max_burst)))
+    if burst is None and tokens > max_burst:
+        burst = max_burst
+    return Limit(tokens, period, burst=burst)
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["acquire", "acquire", "acquire", "peek", "refund", "reset"]),
+        st.one_of(st.integers(1, 3), st.integers(1, 10**13)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _raw(store: RedisStore, key: str, limits: tuple[Limit, ...], cost: int, mode: bytes) -> Any:
+    _tag, plans, command = store._command(key, limits, cost, mode)
+    return plans, store._call(command)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(chosen=st.lists(limits(), min_size=1, max_size=3, unique_by=lambda x: x.identity), ops=_OPS)
+def test_the_script_decides_exactly_like_the_reference(
+    store: RedisStore, chosen: list[Limit], ops: list[tuple[str, int]]
+) -> None:
+    """Every reply agrees with _gcra at the server's own instant, to the unit."""
+    key = f"ref:{id(chosen)}:{len(ops)}"
+    limits = tuple(chosen)
+    store.reset(key, limits)
+    tats: list[int | None] = [None] * len(limits)
+    for op, cost in ops:
+        if op == "reset":
+            store.reset(key, limits)
+            tats = [None] * len(limits)
+            continue
+        if op == "refund":
+            command = store._refund_command(key, limits, cost)
+            now_ns = store._call(command) * 1000
+            tats = [refunded(lim, tat, now_ns, cost) for lim, tat in zip(limits, tats, strict=True)]
+            continue
+        plans, reply = _raw(store, key, limits, cost, b"a" if op == "acquire" else b"p")
+        now_ns = reply[0] * 1000
+        expected = [evaluate(lim, tat, now_ns, cost) for lim, tat in zip(limits, tats, strict=True)]
+        debts = [reply[2 + 2 * i] * plan.w + reply[3 + 2 * i] for i, plan in enumerate(plans)]
+        for lim, tat, debt in zip(limits, tats, debts, strict=True):
+            assert debt == (0 if tat is None else max(tat - now_ns * lim.units_per_ns, 0))
+        assert (reply[1] == 1) == all(step.allowed for step in expected)
+        assert store._decision(b"", limits, plans, cost, reply, 0) == decision_from_steps(
+            limits, expected
+        )
+        if op == "acquire" and reply[1] == 1:
+            tats = [step.tat for step in expected]
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(chosen=st.lists(limits(), min_size=1, max_size=3, unique_by=lambda x: x.identity), ops=_OPS)
+def test_the_script_decides_exactly_like_the_reference_at_length(
+    store: RedisStore, chosen: list[Limit], ops: list[tuple[str, int]]
+) -> None:
+    test_the_script_decides_exactly_like_the_reference.hypothesis.inner_test(store, chosen, ops)  # type: ignore[attr-defined]
+
+
+def test_try_acquire_answers_what_acquire_would(store: RedisStore) -> None:
+    limits = (Limit(5, 3600.0), Limit(3, 86400.0, name="day"))
+    tried = [store.try_acquire("t", limits, cost) for cost in (1, 2, 1, 1)]
+    assert tried == [True, True, False, False]
+    assert [store.acquire("a", limits, cost).allowed for cost in (1, 2, 1, 1)] == tried
+    assert store.peek("t", limits, 1).remaining == 0
+
+
+def test_fractions_of_a_token_carry_over_between_calls(store: RedisStore) -> None:
+    """7 tokens per 3 s: the emission interval is not a whole number of microseconds."""
+    limit = Limit(7, 3.0, burst=1)
+    plans, first = _raw(store, "frac", (limit,), 1, b"a")
+    assert first[1] == 1
+    plans, second = _raw(store, "frac", (limit,), 1, b"p")
+    w = plans[0].w
+    debt = second[2] * w + second[3]
+    now_units = (second[0] - first[0]) * w
+    assert debt == limit.token_units - now_units  # not rounded to a microsecond
+    assert debt % w != 0 or now_units % w == 0
+
+
+def test_a_clock_that_stepped_back_counts_the_bucket_as_empty(store: RedisStore) -> None:
+    limit = Limit(10, 60.0)
+    key_name = store._keys("back", (limit,))[0]
+    seconds, micros = store.client.time()
+    ahead_us = seconds * 1_000_000 + micros + 10 * 3600 * 1_000_000  # ten hours ahead
+    store.client.set(key_name, struct.pack("<dd", ahead_us, 0), px=3_600_000)
+    decision = store.acquire("back", (limit,), 1)
+    assert not decision
+    assert decision.remaining == 0
+    assert 59 < decision.reset_after <= 60 + 1e-6  # empty, not "ten hours in debt"
+    assert 5 < decision.retry_after <= 6 + 1e-6
+
+
+def test_idle_buckets_expire_when_they_would_be_full(store: RedisStore) -> None:
+    limit = Limit(2, 10.0)
+    store.acquire("ttl", (limit,), 2)
+    ttl = store.client.pttl(store._keys("ttl", (limit,))[0])
+    assert 9_000 <= ttl <= 10_002  # time until full, rounded up, plus 2 ms
+
+
+def test_limits_the_script_cannot_decide_exactly_are_refused(store: RedisStore) -> None:
+    forever = Limit(1, 1e9 * 3600, burst=10**6)  # a million tokens, one per 114k years
+    with pytest.raises(ConfigurationError, match="exactly"):
+        store.acquire("k", (forever,), 1)
+    fine = Limit(10**7, 1.0, burst=10**12)  # the contract's extremes fit
+    assert store.acquire("k", (fine,), 10**11).remaining == 9 * 10**11
+
+
+def test_a_bucket_key_holding_something_else_is_corrupt_state(store: RedisStore) -> None:
+    limit = Limit(1, 60.0)
+    store.client.set(store._keys("bad", (limit,))[0], b"not a bucket")
+    with pytest.raises(CorruptState):
+        store.acquire("bad", (limit,), 1)
+    store.client.delete(store._keys("bad", (limit,))[0])
+    store.client.hset(store._keys("bad", (limit,))[0], "a", "b")
+    with pytest.raises(CorruptState):
+        store.acquire("bad", (limit,), 1)
+
+
+def test_one_name_with_two_rates_is_refused(store: RedisStore) -> None:
+    store.acquire("k", (Limit(5, 60.0, name="api"),), 1)
+    with pytest.raises(ConfigurationError, match="two different rates"):
+        store.acquire("k", (Limit(6, 60.0, name="api"),), 1)
+
+
+# -- keys ---------------------------------------------------------------------
+
+_AWKWARD: list[str | bytes] = [
+    "",
+    "%",
+    "%25",
+    "%7B",
+    "{",
+    "}",
+    "{}",
+    "}{",
+    "a:b",
+    "{a}",
+    "\x00",
+    "a\x00b",
+    b"\xff",
+    "x" * 4096,
+    b"{" * 4096,
+    "é" * 2048,
+]
+
+
+@given(st.binary(max_size=64), st.binary(max_size=64))
+def test_escaping_is_one_to_one_and_brace_free(first: bytes, second: bytes) -> None:
+    if first != second:
+        assert escape_key(first) != escape_key(second)
+    for escaped in (escape_key(first), escape_key(second)):
+        assert escaped
+        assert b"{" not in escaped
+        assert b"}" not in escaped
+
+
+def test_every_limit_of_a_key_shares_one_cluster_slot(store: RedisStore) -> None:
+    limits = (Limit(1, 1.0), Limit(5, 60.0, name="x{y}z"), Limit(3, 9.0, name="}"))
+    for key in _AWKWARD:
+        names = store._keys(key, limits)
+        assert len({key_slot(name) for name in names}) == 1, key
+        tag = escape_key(key)
+        assert {key_slot(tag)} == {key_slot(name) for name in names}
+
+
+def test_awkward_keys_and_names_map_to_distinct_redis_keys(store: RedisStore) -> None:
+    limits = (Limit(1, 1.0), Limit(5, 60.0, name="a"), Limit(5, 60.0, name="}a"))
+    names = [name for key in _AWKWARD for name in store._keys(key, limits)]
+    assert len(set(names)) == len(names)
+
+
+def test_awkward_keys_on_the_cluster_with_several_limits(
+    redis_cluster: RedisCluster3, redis_prefix: str
+) -> None:
+    hourly, daily = Limit(len(_AWKWARD), 3600.0), Limit(100, 86400.0, name="d{a}y")
+    with Limiter(redis_cluster.url, prefix=redis_prefix, deny_cache=False) as limiter:
+        for index, key in enumerate(_AWKWARD):
+            assert limiter.acquire(key, hourly, daily, cost=index + 1)  # no CROSSSLOT
+        for index, key in enumerate(_AWKWARD):
+            left = len(_AWKWARD) - index - 1  # tokens left; the peek asks for one more
+            assert limiter.peek(key, hourly).remaining == max(left - 1, 0), index
+        nodes = {
+            limiter.store.client.get_node_from_key(escape_key(key)).name  # type: ignore[attr-defined]
+            for key in _AWKWARD
+        }
+        assert len(nodes) > 1  # the keys really are spread over the masters
+
+
+def test_the_prefix_comes_first_and_may_not_hold_braces(
+    redis_server: RedisProcess, redis_prefix: str
+) -> None:
+    with Limiter(redis_server.url, prefix=redis_prefix) as limiter:
+        limiter.acquire("alice", Limit(5, 60.0))
+        found = limiter.store.client.keys(redis_prefix + "*")  # type: ignore[attr-defined]
+        assert found == [redis_prefix.encode() + b"{alice}s:5/60000000000ns/5"]
+    for bad in ["a{b", "}", "x" * 300]:
+        with pytest.raises(ConfigurationError, match="prefix"):
+            Limiter(redis_server.url, prefix=bad)
+
+
+# -- options and URLs ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        ("on_error=maybe", "on_error"),
+        ("timeout=0", "timeout"),
+        ("timeout=soon", "timeout"),
+        ("connect_timeout=-1", "connect_timeout"),
+        ("connect_retries=-1", "connect_retries"),
+        ("deny_cache=perhaps", "deny_cache"),
+        ("deny_cache_size=0", "deny_cache_size"),
+        ("max_connections=0", "max_connections"),
+        ("colour=blue", "unknown option"),
+        ("ssl_ca_certs=/x", "rediss"),
+        ("db=x", "db"),
+        ("prefix=a&prefix=b", "twice"),
+    ],
+)
+def test_bad_options_raise_configuration_error(
+    redis_server: RedisProcess, query: str, match: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        Limiter(f"{redis_server.url}?{query}")
+
+
+def test_url_options_are_parsed(redis_server: RedisProcess, redis_prefix: str) -> None:
+    url = (
+        f"{redis_server.url}?prefix={redis_prefix}&timeout=0.5&connect_timeout=0.25"
+        "&connect_retries=0&on_error=deny&deny_cache=no&deny_cache_size=5&max_connections=4"
+    )
+    with Limiter(url) as limiter:
+        store = limiter.store
+        assert isinstance(store, RedisStore)
+        kwargs = store.client.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == 0.5
+        assert kwargs["socket_connect_timeout"] == 0.25
+        assert store._on_error == "deny"
+        assert not store._deny_cache
+        assert store.client.connection_pool.max_connections == 4
+        assert limiter.acquire("k", Limit(1, 60.0))
+
+
+def test_a_clock_cannot_be_given_to_redis(redis_server: RedisProcess) -> None:
+    with pytest.raises(ConfigurationError, match="server's clock"):
+        Limiter(redis_server.url, clock=lambda: 0)
+
+
+def test_a_url_needs_a_host_or_a_path() -> None:
+    with pytest.raises(ConfigurationError):
+        Limiter("redis://")
+    with pytest.raises(ConfigurationError):
+        Limiter("unix://")
+
+
+def test_unix_socket_password_and_database(
+    redis_process_factory: Any, redis_prefix: str, tmp_path: Any
+) -> None:
+    sock = tmp_path / "r.sock"
+    server = redis_process_factory("--unixsocket", str(sock), "--requirepass", "s3cret")
+    server.start()
+    admin = redis.Redis(port=server.port, password="s3cret")  # noqa: S106 - a test server
+    admin.acl_setuser(
+        "ann", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"], reset=True
+    )
+    admin.close()
+    with Limiter(f"unix://:s3cret@{sock}?db=3&prefix={redis_prefix}") as limiter:
+        assert limiter.acquire("k", Limit(2, 60.0)).remaining == 1
+        assert limiter.store.client.connection_pool.connection_kwargs["db"] == 3  # type: ignore[attr-defined]
+    url = f"redis://ann:pw@127.0.0.1:{server.port}/2?prefix={redis_prefix}"
+    with Limiter(url) as limiter:
+        assert limiter.acquire("k", Limit(2, 60.0)).remaining == 1
+    with (
+        Limiter(f"redis://ann:wrong@127.0.0.1:{server.port}/0") as limiter,
+        pytest.raises(StoreError) as caught,
+    ):
+        limiter.acquire("k", Limit(2, 60.0))
+    assert not isinstance(caught.value, StoreUnavailable)
+    assert isinstance(caught.value.__cause__, redis.exceptions.RedisError)
+
+
+def test_a_users_own_clients(
+    redis_server: RedisProcess, redis_cluster: RedisCluster3, redis_prefix: str
+) -> None:
+    own = redis.Redis(port=redis_server.port)
+    with Limiter(RedisStore(client=own, prefix=redis_prefix)) as limiter:
+        assert limiter.acquire("k", Limit(3, 60.0)).remaining == 2
+    assert own.ping()  # the store did not close a client it was lent
+    cluster = redis.cluster.RedisCluster(host="127.0.0.1", port=redis_cluster.nodes[1].port)
+    with Limiter(RedisStore(client=cluster, prefix=redis_prefix)) as limiter:
+        assert limiter.acquire("k", Limit(3, 60.0), Limit(9, 60.0)).remaining == 2
+    cluster.close()
+    own.close()
+    with pytest.raises(ConfigurationError, match="AsyncRedisStore"):
+        RedisStore(client=redis.asyncio.Redis(port=redis_server.port))
+    with pytest.raises(ConfigurationError):
+        RedisStore(client=object())
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        RedisStore(client=redis.Redis(port=redis_server.port), timeout=1.0)
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+def _redis_exception_classes() -> list[type[BaseException]]:
+    return [
+        value
+        for value in vars(redis.exceptions).values()
+        if inspect.isclass(value)
+        and issubclass(value, redis.exceptions.RedisError | redis.exceptions.RedisClusterException)
+    ]
+
+
+@pytest.mark.parametrize("kind", _redis_exception_classes(), ids=lambda kind: kind.__name__)
+def test_every_redis_error_maps_to_a_store_error(kind: type[BaseException]) -> None:
+    try:
+        error = kind("3999 127.0.0.1:6381")  # the shape MOVED and ASK replies have
+    except (TypeError, ValueError):
+        error = kind.__new__(kind)
+    mapped = map_error(error)
+    assert isinstance(mapped, StoreError)
+    expect_unavailable = issubclass(
+        kind,
+        redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | redis.exceptions.ClusterDownError
+        | redis.exceptions.TryAgainError
+        | redis.exceptions.AskError
+        | redis.exceptions.ReadOnlyError
+        | redis.exceptions.RedisClusterException,
+    ) and not issubclass(
+        kind, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError
+    )
+    assert isinstance(mapped, StoreUnavailable) == expect_unavailable, kind
+
+
+def test_an_unreachable_server_raises_store_unavailable_chained() -> None:
+    from tests.redis_servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
+    with Limiter(url) as limiter, pytest.raises(StoreUnavailable) as caught:
+        limiter.acquire("k", Limit(1, 1.0))
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+
+
+def test_degraded_decisions_log_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.redis_servers import free_port
+
+    limit = Limit(2, 60.0)
+    url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
+    with caplog.at_level(logging.WARNING, logger="bucketcore.redis"):
+        with Limiter(url, on_error="allow") as limiter:
+            decisions = [limiter.acquire("k", limit) for _ in range(5)]
+            assert all(d.allowed and d.degraded for d in decisions)
+            assert limiter.try_acquire("k", limit)
+            many = limiter.acquire_many([("a", limit, 1), ("b", limit, 3)])
+            assert [d.degraded for d in many] == [True, True]
+        with Limiter(url, on_error="deny") as limiter:
+            denied = limiter.acquire("k", limit)
+            assert not denied.allowed
+            assert denied.degraded
+            assert denied.retry_after == pytest.approx(30.0)
+            assert limiter.acquire("k", limit, cost=3).retry_after == math.inf
+            assert not limiter.try_acquire("k", limit)
+    outage_logs = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(outage_logs) == 2  # once per store's outage, not once per call
+
+
+# -- NOSCRIPT, the deny cache, acquire_many --------------------------------------
+
+
+def test_a_flushed_script_is_loaded_again_and_run_once(store: RedisStore) -> None:
+    limit = Limit(3, 3600.0)
+    assert store.acquire("k", (limit,), 1).remaining == 2
+    store.client.script_flush()
+    assert not store.client.script_exists(SCRIPT_SHA)[0]
+    assert store.acquire("k", (limit,), 1).remaining == 1  # charged once, not twice
+    assert store.client.script_exists(SCRIPT_SHA)[0]
+    store.client.script_flush()
+    decisions = store.acquire_many([("m", (limit,), 1)] * 4)
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+
+
+def _count_round_trips(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    sent = [0]
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent[0] += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    return sent
+
+
+def test_acquire_many_is_one_round_trip(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = Limit(50, 3600.0)
+    store.acquire("warm", (limit,), 1)
+    events: list[str] = []
+    connection = redis.connection.Connection
+    send, read = connection.send_packed_command, connection.read_response
+
+    def sending(self: Any, *args: Any, **kwargs: Any) -> Any:
+        events.append("send")
+        return send(self, *args, **kwargs)
+
+    def reading(self: Any, *args: Any, **kwargs: Any) -> Any:
+        events.append("read")
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(connection, "send_packed_command", sending)
+    monkeypatch.setattr(connection, "read_response", reading)
+    decisions = store.acquire_many([(f"k{i % 10}", (limit,), 1) for i in range(250)])
+    first_read = events.index("read")
+    assert "read" not in events[:first_read]
+    assert "send" not in events[first_read:]
+    assert first_read == 3  # three runs of up to 100 calls, all sent before any reply is read
+    assert [d.remaining for d in decisions[:10]] == [49] * 10
+    assert [d.remaining for d in decisions[-10:]] == [25] * 10
+
+
+def test_acquire_many_on_the_cluster_groups_by_master(
+    redis_cluster: RedisCluster3, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = Limit(5, 3600.0)
+    with Limiter(redis_cluster.url, prefix=redis_prefix, deny_cache=False) as limiter:
+        store = limiter.store
+        assert isinstance(store, RedisStore)
+        requests = [(f"user{i % 30}", limit, 1) for i in range(90)]
+        limiter.acquire_many(requests)  # connects to and loads the script on every master
+        sent = _count_round_trips(store, monkeypatch)
+        decisions = limiter.acquire_many(requests)
+        assert sent[0] == 3  # one pipeline per master
+        assert [d.remaining for d in decisions[:30]] == [1] * 30
+        assert [d.allowed for d in decisions[-30:]] == [False] * 30
+
+
+def test_the_deny_cache_answers_repeat_denials_without_a_round_trip(
+    redis_server: RedisProcess, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = Limit(2, 3600.0)
+    with Limiter(redis_server.url, prefix=redis_prefix) as limiter:
+        store = limiter.store
+        assert isinstance(store, RedisStore)
+        assert limiter.acquire("abuser", limit, cost=2)
+        first = limiter.acquire("abuser", limit)
+        assert not first
+        sent = _count_round_trips(store, monkeypatch)
+        repeats = [limiter.acquire("abuser", limit) for _ in range(50)]
+        assert not any(limiter.try_acquire("abuser", limit) for _ in range(50))
+        assert sent[0] == 0
+        assert all(not d and d.remaining == 0 for d in repeats)
+        assert repeats[-1].retry_after <= first.retry_after
+        assert repeats[-1].retry_after > 1700
+        assert limiter.acquire("other", limit)  # other keys still ask Redis
+        assert sent[0] == 1
+        limiter.refund("abuser", limit)  # a local refund clears the cache
+        assert limiter.acquire("abuser", limit)
+        assert sent[0] == 3
+
+
+def test_the_deny_cache_lets_a_smaller_cost_through(
+    redis_server: RedisProcess, redis_prefix: str
+) -> None:
+    limit = Limit(3, 3600.0)
+    with Limiter(redis_server.url, prefix=redis_prefix) as limiter:
+        assert limiter.acquire("k", limit, cost=2)
+        assert not limiter.acquire("k", limit, cost=2)
+        assert limiter.acquire("k", limit, cost=1)  # one token is still there
+        assert not limiter.acquire("k", limit, cost=4)
+        assert not limiter.acquire("k", limit, cost=1)
+        limiter.reset("k", limit)  # a local reset clears it too
+        assert limiter.acquire("k", limit, cost=3)
+
+
+# -- asyncio --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_the_async_limiter_over_redis_asyncio(
+    where: str,
+    redis_server: RedisProcess,
+    redis_cluster: RedisCluster3,
+    redis_prefix: str,
+) -> None:
+    url = redis_server.url if where == "redis" else redis_cluster.url
+    limit, daily = Limit(3, 3600.0), Limit(10, 86400.0)
+
+    async def main() -> None:
+        async with AsyncLimiter(url, prefix=redis_prefix) as limiter:
+            assert isinstance(limiter.store, AsyncRedisStore)
+            assert (await limiter.acquire("a", limit, daily)).remaining == 2
+            assert await limiter.try_acquire("a", limit)
+            assert (await limiter.peek("a", limit)).remaining == 0
+            many = await limiter.acquire_many([("a", limit, 1), ("b", limit, 1), ("b", limit, 1)])
+            assert [d.remaining for d in many] == [0, 2, 1]
+            assert [d.allowed for d in many] == [True, True, True]
+            assert not await limiter.try_acquire("a", limit)
+            await limiter.refund("a", limit)
+            assert await limiter.try_acquire("a", limit)
+            await limiter.reset("a", limit)
+            results = await asyncio.gather(*(limiter.try_acquire("c", limit) for _ in range(10)))
+            assert sum(results) == 3
+
+    asyncio.run(main())
+
+
+def test_an_async_users_own_client(redis_server: RedisProcess, redis_prefix: str) -> None:
+    async def main() -> None:
+        client = redis.asyncio.Redis(port=redis_server.port)
+        async with AsyncLimiter(AsyncRedisStore(client=client, prefix=redis_prefix)) as limiter:
+            assert (await limiter.acquire("k", Limit(2, 60.0))).remaining == 1
+            await client.script_flush()
+            assert (await limiter.acquire("k", Limit(2, 60.0))).remaining == 0
+        assert await client.ping()
+        await client.aclose()
+
+    asyncio.run(main())
+    with pytest.raises(ConfigurationError, match=r"redis\.asyncio"):
+        AsyncRedisStore(client=redis.Redis(port=redis_server.port))
+
+
+def test_async_unreachable_raises_or_degrades() -> None:
+    from tests.redis_servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
+
+    async def main() -> None:
+        async with AsyncLimiter(url) as limiter:
+            with pytest.raises(StoreUnavailable):
+                await limiter.acquire("k", Limit(1, 1.0))
+        async with AsyncLimiter(url, on_error="allow") as limiter:
+            decision = await limiter.acquire("k", Limit(1, 1.0))
+            assert decision.allowed
+            assert decision.degraded
+
+    asyncio.run(main())
+
+
+def test_the_redis_comparison_runner_measures_every_case(redis_server: RedisProcess) -> None:
+    from benchmarks import compare_redis
+
+    times = compare_redis.measure(redis_server.url, rounds=1, calls=20)
+    assert all(ns > 0 for ns in times.values())
+    assert [row[0] for row in compare_redis.bars(times)] == [
+        "one decision / raw EVALSHA",
+        "batch of 100 throughput / single",
+        "async 50 tasks throughput / sync",
+    ]
+
+
+def test_a_missing_redis_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bucketcore.store import open_store
+
+    for name in [name for name in sys.modules if name == "redis" or name.startswith("redis.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(sys.modules, "bucketcore.backends.redis")
+    monkeypatch.setitem(sys.modules, "redis", None)  # what an absent package looks like
+    with pytest.raises(ConfigurationError, match=r"pip install 'bucketcore\[redis\]'"):
+        open_store("redis://localhost:6379/0")
+
+
+def test_rediss_with_a_verified_certificate(
+    redis_process_factory: Any, redis_prefix: str, tmp_path: Any
+) -> None:
+    import shutil
+    import subprocess
+
+    from tests.redis_servers import free_port
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl (to make a test certificate) not found")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_certificate = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    make_certificate += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+    make_certificate += ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]
+    subprocess.run(make_certificate, check=True, capture_output=True)
+    tls_port = free_port()
+    server = redis_process_factory(
+        "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)
+    )
+    server.extra += ("--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"this server has no TLS: {exc}")
+    url = f"rediss://127.0.0.1:{tls_port}/0?prefix={redis_prefix}&ssl_ca_certs={cert}"
+    with Limiter(url) as limiter:
+        assert limiter.acquire("k", Limit(2, 60.0)).remaining == 1
+    with Limiter(url.replace(f"&ssl_ca_certs={cert}", "")) as limiter, pytest.raises(StoreError):
+        limiter.acquire("k", Limit(2, 60.0))  # an unknown issuer is refused
+    with pytest.raises(ConfigurationError, match="rediss"):
+        Limiter(f"redis://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}")
+
+
+def test_acquire_many_that_fails_midway_degrades_every_call_and_recovers(
+    redis_server: RedisProcess, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = Limit(50, 3600.0)
+    with Limiter(redis_server.url, prefix=redis_prefix, on_error="deny") as limiter:
+        limiter.acquire("warm", limit)
+        connection = redis.connection.Connection
+        send = connection.send_packed_command
+        sends = [0]
+
+        def failing_second_send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            sends[0] += 1
+            if sends[0] == 2:
+                self.disconnect()
+                raise redis.exceptions.ConnectionError("the network went away")
+            return send(self, *args, **kwargs)
+
+        monkeypatch.setattr(connection, "send_packed_command", failing_second_send)
+        decisions = limiter.acquire_many([(f"k{i % 7}", limit, 1) for i in range(250)])
+        assert all(decision is not None for decision in decisions)
+        assert all(decision.degraded and not decision.allowed for decision in decisions)
+        monkeypatch.setattr(connection, "send_packed_command", send)
+        again = limiter.acquire_many([("fresh", limit, 1)] * 3)
+        assert [d.remaining for d in again] == [49, 48, 47]  # no stale reply was read
+        assert not any(d.degraded for d in again)
+
+
+def test_the_cluster_reloads_a_flushed_script_on_every_master(
+    redis_cluster: RedisCluster3, redis_prefix: str
+) -> None:
+    limit = Limit(4, 3600.0)
+    requests = [(f"user{i % 20}", limit, 1) for i in range(40)]
+    with Limiter(redis_cluster.url, prefix=redis_prefix, deny_cache=False) as limiter:
+        assert all(limiter.acquire_many(requests))
+        for node in redis_cluster.nodes:
+            flusher = redis.Redis(port=node.port)
+            flusher.script_flush()
+            flusher.close()
+        decisions = limiter.acquire_many(requests)
+        assert [d.remaining for d in decisions[:20]] == [1] * 20  # charged once each
+        assert [d.remaining for d in decisions[20:]] == [0] * 20
+        for node in redis_cluster.nodes:
+            flusher = redis.Redis(port=node.port)
+            flusher.script_flush()
+            flusher.close()
+        assert not limiter.acquire("user0", limit)  # single calls reload it too
+        assert limiter.peek("user19", limit).remaining == 0
+
+
+# redis-py's topology refresh after MOVED drops a node connection unclosed.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_moved_slot_is_followed_without_charging_twice(
+    redis_cluster: RedisCluster3, redis_prefix: str
+) -> None:
+    """A stale slot table (as after resharding) gets MOVED; the call is re-sent, once."""
+    limit = Limit(5, 3600.0)
+    with Limiter(redis_cluster.url, prefix=redis_prefix, deny_cache=False) as limiter:
+        store: Any = limiter.store
+        assert limiter.acquire("mover", limit).remaining == 4
+        slot = key_slot(escape_key("mover"))
+        manager = store.client.nodes_manager
+        owner = manager.slots_cache[slot][0]
+        other = next(node for node in manager.nodes_cache.values() if node.name != owner.name)
+        manager.slots_cache[slot] = [other]  # lie: send this slot to the wrong master
+        assert limiter.acquire("mover", limit).remaining == 3
+        manager.slots_cache[slot] = [other]
+        decisions = limiter.acquire_many([("mover", limit, 1)] * 2)
+        assert [d.remaining for d in decisions] == [2, 1]
+    gc.collect()  # here, where the dropped connection's warning is expected
