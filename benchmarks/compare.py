@@ -158,7 +158,7 @@ def summary(results: dict[str, Any]) -> list[str]:
     """The bars, as printed at the end of a run."""
     lines = ["", "bars (DESIGN §5), from this run:"]
     for row in results["bars"]:
-        ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}"
         lines.append(
             f"  {row['result']:12} #{row['issue']} {row['bar']:90} {ratio:>7} "
             f"({row['op']} {row['threshold']:g})"

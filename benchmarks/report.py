@@ -231,7 +231,9 @@ def _bars_section(rows: list[dict[str, Any]]) -> list[str]:
     lines.append("")
     table = []
     for row in rows:
-        measured = f"{row['numerator']} / {row['denominator']} = {_ratio(row['ratio'])}"
+        # Three decimals: a bar at 1.0 can miss by 0.3%, and "1.00x FAIL" would puzzle.
+        value = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}x"
+        measured = f"{row['numerator']} / {row['denominator']} = {value}"
         result = row["result"] if row["result"] == bar_specs.PASS else f"**{row['result']}**"
         table.append(
             [f"#{row['issue']}", row["bar"], measured, f"{row['op']} {row['threshold']:g}", result]

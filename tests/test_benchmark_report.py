@@ -27,9 +27,9 @@ def test_the_bars_table_gives_each_bar_its_ratio_and_verdict(
     assert "1 of 3 bars pass." in text
     assert (
         "| #2 | try_acquire <= 1.0x falconry consume (one hot key) | bucketcore try_acquire / "
-        "token-bucket (falconry) consume = 0.90x | <= 1 | PASS |"
+        "token-bucket (falconry) consume = 0.900x | <= 1 | PASS |"
     ) in text
-    assert "= 1.80x | <= 1.5 | **FAIL** |" in text
+    assert "= 1.800x | <= 1.5 | **FAIL** |" in text
     assert "| **NOT MEASURED** |" in text  # the redis bar: its group is not in the file
 
 
