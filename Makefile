@@ -30,7 +30,9 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The tests run every benchmark once (so none can rot), which needs the pinned
+# peers: they live in the bench extra, never in what users install.
+test: $(VENV)/.bench lint
 	$(BIN)/python -m pytest
 
 stress: $(VENV)/.dev
