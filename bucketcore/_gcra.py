@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from bucketcore.limit import Limit
 
-__all__ = ["NEVER", "Step", "evaluate", "is_full", "refunded"]
+__all__ = ["NEVER", "Step", "clamped", "evaluate", "is_full", "refunded"]
 
 NEVER = -1
 """``Step.retry_ns`` when the cost exceeds the burst: no wait is long enough."""
@@ -58,10 +58,10 @@ def evaluate(limit: Limit, tat: int | None, now_ns: int, cost: int) -> Step:
     """
     units = limit.units_per_ns
     now = now_ns * units
-    start = now if tat is None or tat < now else tat
+    capacity = limit.capacity_units
+    start = clamped(limit, tat, now)
     after = start + cost * limit.token_units
     debt = after - now
-    capacity = limit.capacity_units
     if debt <= capacity:
         return Step(True, after, (capacity - debt) // limit.token_units, 0, _ceil_div(debt, units))
     debt_now = start - now
@@ -69,6 +69,23 @@ def evaluate(limit: Limit, tat: int | None, now_ns: int, cost: int) -> Step:
     return Step(
         False, start, (capacity - debt_now) // limit.token_units, retry, _ceil_div(debt_now, units)
     )
+
+
+def clamped(limit: Limit, tat: int | None, now: int) -> int:
+    """``max(tat, now)``, and never more than an empty bucket ahead of ``now``.
+
+    A bucket can only be further ahead than ``capacity`` if the clock went
+    backwards since it was written; it then counts as empty (no tokens, and
+    no wait longer than an empty bucket's), never as fuller. ``now`` is in
+    units.
+
+    >>> clamped(Limit(1, 1.0), 5 * 10**9, now=0)
+    1000000000
+    """
+    if tat is None or tat < now:
+        return now
+    ceiling = now + limit.capacity_units
+    return ceiling if tat > ceiling else tat
 
 
 def refunded(limit: Limit, tat: int | None, now_ns: int, tokens: int) -> int | None:
@@ -80,7 +97,7 @@ def refunded(limit: Limit, tat: int | None, now_ns: int, tokens: int) -> int | N
     now = now_ns * limit.units_per_ns
     if tat is None:
         return None
-    tat -= tokens * limit.token_units
+    tat = clamped(limit, tat, now) - tokens * limit.token_units
     return None if tat <= now else tat
 
 

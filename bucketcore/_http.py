@@ -124,9 +124,11 @@ def limits_from(
             limits = (Limit(limit.tokens, limit.period, burst=limit.burst, name=name),)
         else:
             limits = tuple(
-                Limit(x.tokens, x.period, burst=x.burst, name=f"{name}:{x.tokens}/{x.period:g}s")
-                for x in limits
+                Limit(x.tokens, x.period, burst=x.burst, name=f"{name}:{x}") for x in limits
             )
+            names = [limit.name for limit in limits]
+            if len(set(names)) != len(names):
+                raise ConfigurationError(f"the limits of {name!r} are not distinct: {names}")
     for limit in limits if for_http else ():
         # The name goes into HTTP headers: printable ASCII only, so no header
         # can be broken (a newline) or refused by the server (non-Latin-1).

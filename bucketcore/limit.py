@@ -47,7 +47,7 @@ _SPEC = re.compile(
     (?:\s+burst\s+(?P<burst>\d+))?
     \s*
     """,
-    re.VERBOSE | re.IGNORECASE,
+    re.VERBOSE | re.IGNORECASE | re.ASCII,
 )
 
 

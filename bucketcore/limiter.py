@@ -394,8 +394,10 @@ class AsyncLimiter:
     ) -> Decision:
         """See ``Limiter.wait``; sleeps with ``asyncio.sleep``.
 
-        A cancelled waiter consumes nothing: tokens are only taken by the
-        acquire that succeeds, never reserved ahead.
+        A waiter cancelled while it waits consumes nothing: tokens are only
+        taken by the acquire that succeeds, never reserved ahead. (One
+        cancelled while that acquire is already on its way to Redis may
+        still have been charged; the answer is then dropped.)
         """
         checked, queue_id, seconds_left = _plan_wait(key, limits, cost, timeout, self._clock)
         turn, users = self._turns.setdefault(queue_id, (asyncio.Lock(), [0]))

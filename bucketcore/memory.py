@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from bucketcore._gcra import NEVER, Step, evaluate, refunded
+from bucketcore._gcra import NEVER, Step, clamped, evaluate, refunded
 from bucketcore._keys import MAX_KEY_BYTES, canonical_key, check_cost, check_key, check_limits
 from bucketcore.decision import Decision, _DecisionDraft, from_nanoseconds, seconds_at_least
 from bucketcore.errors import ConfigurationError
@@ -168,6 +168,7 @@ class MemoryStore:
             tat = bucket[0]
             after = (now if tat < now else tat) + cost * limit.token_units
             if after - now > limit.capacity_units:
+                bucket[0] = clamped(limit, tat, now)  # undo a clock step back, if any
                 return False
             bucket[0] = after
             return True
@@ -211,6 +212,8 @@ class MemoryStore:
                 debt = (now if tat < now else tat) + cost * limit.token_units - now
                 if debt <= limit.capacity_units:
                     bucket[0] = now + debt
+                else:
+                    tat = bucket[0] = clamped(limit, tat, now)  # undo a clock step back
         finally:
             lock.release()
         capacity = limit.capacity_units
@@ -303,7 +306,10 @@ class MemoryStore:
             return None
         if bucket[1] is not limit:
             self._check_same_limit(bucket, limit)
-        tat: int = bucket[0]
+        # A bucket further ahead than an empty one saw the clock step back:
+        # it is kept as an empty one, so the wait it reports comes true.
+        tat: int = clamped(limit, bucket[0], now_ns * limit.units_per_ns)
+        bucket[0] = tat
         return tat
 
     def _set_tat(self, limit: Limit, key: Key, tat: int | None, now_ns: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -101,7 +100,9 @@ def redis_server(workdir: Path) -> Iterator[str]:
 
     Raises when no server binary is installed: callers decide between skip and fail.
     """
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    from tests.redis_servers import find_server
+
+    binary = find_server("redis") or find_server("valkey")
     if binary is None:
         raise FileNotFoundError("no redis-server or valkey-server on PATH")
     port = free_port()

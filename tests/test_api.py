@@ -139,3 +139,26 @@ def test_the_async_limiter_refuses_calls_after_close() -> None:
             await limiter.acquire("k", Limit(1, 60.0))
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("call", ["acquire", "try_acquire", "peek"])
+def test_after_the_clock_steps_back_the_reported_wait_comes_true(call: str) -> None:
+    clock = FakeClock()
+    limiter = Limiter(clock=clock)
+    per_second = Limit(1, 1.0)
+    assert limiter.acquire("k", per_second)
+    clock.advance(-5.0)
+    assert not getattr(limiter, call)("k", per_second)
+    denied = limiter.acquire("k", per_second)
+    assert denied.remaining == 0
+    assert denied.retry_after <= 1.0 + 1e-6
+    clock.advance(denied.retry_after)
+    assert limiter.acquire("k", per_second).allowed
+
+
+def test_the_binding_limit_on_a_tie_is_the_one_that_takes_longest_to_refill() -> None:
+    limiter = Limiter(clock=FakeClock())
+    quick, slow = Limit(2, 1.0), Limit(2, 60.0)
+    decision = limiter.acquire("k", quick, slow)
+    assert decision.remaining == 1
+    assert decision.limit == slow

@@ -347,3 +347,12 @@ def test_importing_bucketcore_does_not_import_flask() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_limits_of_one_pool_that_cannot_be_told_apart_are_refused_at_once() -> None:
+    from bucketcore._http import limits_from
+    from bucketcore.errors import ConfigurationError
+
+    assert len({x.name for x in limits_from("10/s; 10/s burst 20", name="api")}) == 2
+    with pytest.raises(ConfigurationError, match="not distinct"):
+        limits_from("10/1000001s; 10/1000002s", name="api")

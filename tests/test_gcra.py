@@ -108,3 +108,18 @@ def test_refund_caps_at_full_and_is_full() -> None:
     assert refunded(TWO_PER_SECOND, None, 0, 1) is None
     assert is_full(TWO_PER_SECOND, tat, SECOND)
     assert not is_full(TWO_PER_SECOND, tat, SECOND - 1)
+
+
+def test_a_clock_step_back_counts_the_bucket_as_empty_never_beyond() -> None:
+    tat = evaluate(TWO_PER_SECOND, None, 10 * SECOND, 2).tat  # empty at t=10 s
+    step = evaluate(TWO_PER_SECOND, tat, 0, 1)  # the clock jumped back 10 s
+    assert not step.allowed
+    assert step.remaining == 0
+    assert step.retry_ns == SECOND // 2  # no longer than from an empty bucket
+    assert step.reset_ns == SECOND
+
+
+def test_refund_after_a_clock_step_back_starts_from_an_empty_bucket() -> None:
+    tat = evaluate(TWO_PER_SECOND, None, 10 * SECOND, 2).tat
+    after = refunded(TWO_PER_SECOND, tat, 0, 1)
+    assert after == SECOND // 2 * TWO_PER_SECOND.units_per_ns
