@@ -1367,6 +1367,22 @@ def _refuse_clock(clock: Clock | None) -> None:
         )
 
 
+def _read_url(
+    url: SplitResult, options: dict[str, object], clock: Clock | None
+) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """What both openers need: the scheme, the client URL, client and store options."""
+    _refuse_clock(clock)
+    scheme, base = _base_url(url)
+    settings = _Settings(split_options(url, options))
+    store_options = {
+        "prefix": settings.prefix,
+        "on_error": settings.on_error,
+        "deny_cache": settings.deny_cache,
+        "deny_cache_size": settings.deny_cache_size,
+    }
+    return scheme, base, _client_kwargs(scheme, settings.rest), store_options
+
+
 def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> RedisStore:
     """``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``rediss+cluster://``.
 
@@ -1376,16 +1392,7 @@ def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None
     ...
     bucketcore.errors.ConfigurationError: option on_error must be one of ...
     """
-    _refuse_clock(clock)
-    scheme, base = _base_url(url)
-    settings = _Settings(split_options(url, options))
-    kwargs = _client_kwargs(scheme, settings.rest)
-    store_options = {
-        "prefix": settings.prefix,
-        "on_error": settings.on_error,
-        "deny_cache": settings.deny_cache,
-        "deny_cache_size": settings.deny_cache_size,
-    }
+    scheme, base, kwargs, store_options = _read_url(url, options, clock)
     try:
         if scheme.endswith("+cluster"):
             client: Any = redis.cluster.RedisCluster.from_url(base, **kwargs)
@@ -1404,16 +1411,7 @@ def open_async_store(
     url: SplitResult, options: dict[str, object], clock: Clock | None
 ) -> AsyncRedisStore:
     """The ``redis.asyncio`` twin of ``open_store`` (clients connect lazily)."""
-    _refuse_clock(clock)
-    scheme, base = _base_url(url)
-    settings = _Settings(split_options(url, options))
-    kwargs = _client_kwargs(scheme, settings.rest)
-    store_options = {
-        "prefix": settings.prefix,
-        "on_error": settings.on_error,
-        "deny_cache": settings.deny_cache,
-        "deny_cache_size": settings.deny_cache_size,
-    }
+    scheme, base, kwargs, store_options = _read_url(url, options, clock)
     try:
         if scheme.endswith("+cluster"):
             client: Any = redis.asyncio.cluster.RedisCluster.from_url(base, **kwargs)
