@@ -9,11 +9,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
+# setup.py builds the C fast path (bucketcore/_fastpath.c): a change rebuilds it.
+$(VENV)/.dev: pyproject.toml setup.py bucketcore/_fastpath.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-$(VENV)/.bench: pyproject.toml | $(BIN)/python
+$(VENV)/.bench: pyproject.toml setup.py bucketcore/_fastpath.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.dev
 

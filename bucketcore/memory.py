@@ -8,6 +8,11 @@ a full one. Full buckets carry no information, so they are dropped lazily:
 each call that creates a bucket also sweeps a little of a snapshot of the
 tables (see ``_sweep``). No thread, and no live bucket is ever reset.
 
+Where the C module ``bucketcore._fastpath`` was built, it answers the
+commonest call (one ``Limit``, an ASCII ``str`` key) on these same tables
+under this same lock; the Python methods here remain the reference and
+decide every other call (tests/test_fastpath.py holds the two equal).
+
 >>> from bucketcore import Limit
 >>> store = MemoryStore(clock=lambda: 0)
 >>> once_a_minute = (Limit(1, 60.0),)
@@ -18,8 +23,10 @@ tables (see ``_sweep``). No thread, and no live bucket is ever reset.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+import types
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
@@ -30,6 +37,11 @@ from bucketcore.decision import Decision, _DecisionDraft, from_nanoseconds, seco
 from bucketcore.errors import ConfigurationError
 from bucketcore.limit import Limit
 from bucketcore.store import Clock, Request, split_options
+
+try:
+    from bucketcore import _fastpath
+except ImportError:  # built without a C compiler, or not CPython: the Python path decides
+    _fastpath = None  # type: ignore[assignment]
 
 __all__ = ["MemoryStore", "decision_from_steps", "open_store"]
 
@@ -51,6 +63,20 @@ _new_draft = object.__new__
 _SWEEP_EVERY = 64
 _SWEEP_LIVE = 2 * _SWEEP_EVERY
 _SWEEP_MAX = 8192
+
+PURE_PYTHON_VARIABLE = "BUCKETCORE_PURE_PYTHON"
+
+
+def fast_path_available() -> bool:
+    """True when ``MemoryStore`` answers its single-limit calls in C.
+
+    The C module (``bucketcore/_fastpath.c``) is built when a compiler is
+    there; ``BUCKETCORE_PURE_PYTHON=1`` switches it off, e.g. to compare.
+
+    >>> isinstance(fast_path_available(), bool)
+    True
+    """
+    return _fastpath is not None and not os.environ.get(PURE_PYTHON_VARIABLE)
 
 
 def _binding(steps: Sequence[Step], allowed: bool) -> int:
@@ -95,13 +121,35 @@ class MemoryStore:
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._lock = threading.Lock()
-        self._tables: dict[str, Table] = {}
+        self._tables: dict[str, Table] = {}  # the C path holds it: never rebind
         self._sweep_identities: list[str] = []
         self._sweep_identity = ""
         self._sweep_table: Table = {}
         self._sweep_keys: list[Key] = []
         self._sweep_next = 0
         self._created_since_sweep = 0
+        if type(self) is MemoryStore and fast_path_available():
+            self._bind_fast_path()
+
+    def _bind_fast_path(self) -> None:
+        # The C path answers one Limit with an ASCII str key exactly as the
+        # methods below do, under the same lock and on the same tables; any
+        # other call it hands to them unchanged.
+        fast = _fastpath.FastPath(
+            tables=self._tables,
+            lock=self._lock,
+            clock=self._clock,
+            limit_type=Limit,
+            decision_type=Decision,
+            slow_try_acquire=types.MethodType(MemoryStore.checked_try_acquire, self),
+            slow_acquire=types.MethodType(MemoryStore.checked_acquire, self),
+            create=self._create,
+            check_same_limit=self._check_same_limit,
+            seconds_at_least=seconds_at_least,
+            max_key_length=MAX_KEY_BYTES,
+        )
+        self.checked_try_acquire = fast.try_acquire  # type: ignore[method-assign]
+        self.checked_acquire = fast.acquire  # type: ignore[method-assign]
 
     # -- hooks for write-through subclasses (called with the lock held) ----
 

@@ -54,6 +54,15 @@ def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
     return Limiter("memory://")
 
 
+def _memory_pure_python(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    """memory:// without its C fast path (tests/test_fastpath.py compares the two)."""
+    from bucketcore.memory import PURE_PYTHON_VARIABLE
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PURE_PYTHON_VARIABLE, "1")
+        return Limiter("memory://")
+
+
 def _redis_url(request: pytest.FixtureRequest, server: str) -> str:
     # Deny cache off: every contract call is decided by the script itself.
     prefix = request.getfixturevalue("redis_prefix")
@@ -81,6 +90,7 @@ LimiterFactory = Callable[[pytest.FixtureRequest, Path], Limiter]
 
 CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
     "memory": _memory,
+    "memory-python": _memory_pure_python,
     "redis": _redis,
     "cluster": _redis_cluster,
     "valkey": _valkey,

@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tests.conftest import IN_CI
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,6 +41,9 @@ def test_the_wheel_installs_and_imports_every_backend(tmp_path: Path) -> None:
     assert "bucketcore.backends.__init__" in backend_modules
     for script in (ROOT / "backends" / "lua").glob("*.lua"):
         assert f"bucketcore/backends/lua/{script.name}" in names
+    built_fast_path = any(name.startswith("bucketcore/_fastpath.") for name in names)
+    assert built_fast_path or not IN_CI  # CI has a compiler: the C path must be in the wheel
+    assert "bucketcore/_fastpath.pyi" in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -60,12 +65,13 @@ def test_the_wheel_installs_and_imports_every_backend(tmp_path: Path) -> None:
         "assert 'site-packages' in bucketcore.__file__ and str(sys.prefix) in bucketcore.__file__\n"
         "try:\n    import backends\nexcept ImportError:\n    pass\n"
         "else:\n    raise SystemExit('a top-level backends module is importable')\n"
-        "print(bucketcore.__version__)\n"
+        "from bucketcore.memory import fast_path_available\n"
+        "print(bucketcore.__version__, fast_path_available())\n"
     )
     result = subprocess.run(
         [str(python), "-c", script], check=True, capture_output=True, text=True, cwd=tmp_path
     )
-    assert result.stdout.strip() == bucketcore_version()
+    assert result.stdout.split() == [bucketcore_version(), str(built_fast_path)]
 
 
 def bucketcore_version() -> str:

@@ -1,0 +1,613 @@
+/* bucketcore._fastpath: memory://'s single-limit try_acquire and acquire in C.
+ *
+ * The pure-Python MemoryStore (bucketcore/memory.py) is the reference and
+ * decides every case; this module only answers the commonest call faster:
+ * one Limit, an ASCII str key, an int cost, and numbers within 125 bits.
+ * Anything else is handed, unchanged, to the Python method it stands in for,
+ * so both paths share one lock, one set of tables and one arithmetic
+ * (see bucketcore/_gcra.py for its derivation).
+ *
+ * Why C: a decision in Python costs a few hundred nanoseconds, most of it
+ * interpreter overhead, next to a dict, a lock and a clock read that every
+ * exact limiter pays. DESIGN §5 asks for that floor.
+ *
+ *     store = MemoryStore()              # binds FastPath.try_acquire/acquire
+ *     store.checked_try_acquire("alice", Limit(10, 1.0))   -> True
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifndef __SIZEOF_INT128__
+#error "bucketcore._fastpath needs a compiler with __int128 (the build skips it otherwise)"
+#endif
+
+/* Clock readings, unit ratios and costs below 2**63 (products below 2**126),
+ * states and capacities below 2**125: every sum below stays under 2**127.
+ * A stored state may grow past 2**125; reading it back then falls back. */
+typedef __int128 wide;
+#define WIDE_LIMIT ((wide)1 << 125)
+
+#define NEVER (-1) /* retry_ns when the cost exceeds the burst */
+#define EXACT_FLOAT_INT (1LL << 53)
+
+/* What fast_decide concluded: a decision, or "let the Python path decide". */
+enum { DECIDE_ERROR = -1, DECIDE_FALL_BACK = 0, DECIDE_DONE = 1 };
+
+typedef struct {
+    int allowed;
+    wide remaining;
+    wide retry_ns;
+    wide reset_ns;
+} Outcome;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *tables;           /* dict: identity -> {key: [tat, limit]} */
+    PyObject *lock_acquire;     /* bound methods of the store's threading.Lock */
+    PyObject *lock_release;
+    PyObject *clock;            /* NULL: read CLOCK_MONOTONIC directly */
+    PyObject *limit_type;
+    PyObject *decision_type;
+    PyObject *slow_try_acquire; /* the Python methods this one stands in for */
+    PyObject *slow_acquire;
+    PyObject *create;           /* store._create(limit, key, tat, now_ns) */
+    PyObject *check_same_limit; /* MemoryStore._check_same_limit(bucket, limit) */
+    PyObject *seconds_at_least; /* decision.seconds_at_least(ns), for >= 2**53 ns */
+    Py_ssize_t max_key_length;
+    /* Byte offsets of the slots read from a Limit and written into a Decision. */
+    Py_ssize_t limit_identity, limit_units_per_ns, limit_token_units, limit_capacity_units;
+    Py_ssize_t decision_allowed, decision_remaining, decision_retry_after;
+    Py_ssize_t decision_reset_after, decision_limit, decision_degraded;
+} FastPath;
+
+static PyObject *cost_name;    /* interned "cost" */
+static PyObject *monotonic_ns; /* time.monotonic_ns, the default clock */
+
+#define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
+
+/* -- construction --------------------------------------------------------- */
+
+/* The offset of slot `name` of a slotted class, from its member descriptor. */
+static int
+slot_offset(PyObject *type, const char *name, Py_ssize_t *offset)
+{
+    PyObject *descriptor = PyObject_GetAttrString(type, name);
+    if (descriptor == NULL) {
+        return -1;
+    }
+    if (!Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
+        || ((PyMemberDescrObject *)descriptor)->d_member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%R.%s is not a slot", type, name);
+        Py_DECREF(descriptor);
+        return -1;
+    }
+    *offset = ((PyMemberDescrObject *)descriptor)->d_member->offset;
+    Py_DECREF(descriptor);
+    return 0;
+}
+
+static int
+FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {
+        "tables", "lock", "clock", "limit_type", "decision_type", "slow_try_acquire",
+        "slow_acquire", "create", "check_same_limit", "seconds_at_least", "max_key_length",
+        NULL,
+    };
+    PyObject *tables, *lock, *clock, *limit_type, *decision_type, *slow_try_acquire;
+    PyObject *slow_acquire, *create, *check_same_limit, *seconds_at_least;
+    Py_ssize_t max_key_length;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "$O!OOO!O!OOOOOn:FastPath", keywords, &PyDict_Type, &tables, &lock,
+            &clock, &PyType_Type, &limit_type, &PyType_Type, &decision_type, &slow_try_acquire,
+            &slow_acquire, &create, &check_same_limit, &seconds_at_least, &max_key_length)) {
+        return -1;
+    }
+    if (self->tables != NULL) {
+        PyErr_SetString(PyExc_TypeError, "FastPath is initialised once");
+        return -1;
+    }
+    if (((PyTypeObject *)decision_type)->tp_dictoffset != 0) {
+        PyErr_SetString(PyExc_TypeError, "decision_type must be a slotted class");
+        return -1;
+    }
+    if (slot_offset(limit_type, "identity", &self->limit_identity) < 0
+        || slot_offset(limit_type, "units_per_ns", &self->limit_units_per_ns) < 0
+        || slot_offset(limit_type, "token_units", &self->limit_token_units) < 0
+        || slot_offset(limit_type, "capacity_units", &self->limit_capacity_units) < 0
+        || slot_offset(decision_type, "allowed", &self->decision_allowed) < 0
+        || slot_offset(decision_type, "remaining", &self->decision_remaining) < 0
+        || slot_offset(decision_type, "retry_after", &self->decision_retry_after) < 0
+        || slot_offset(decision_type, "reset_after", &self->decision_reset_after) < 0
+        || slot_offset(decision_type, "limit", &self->decision_limit) < 0
+        || slot_offset(decision_type, "degraded", &self->decision_degraded) < 0) {
+        return -1;
+    }
+    PyObject *lock_acquire = PyObject_GetAttrString(lock, "acquire");
+    if (lock_acquire == NULL) {
+        return -1;
+    }
+    PyObject *lock_release = PyObject_GetAttrString(lock, "release");
+    if (lock_release == NULL) {
+        Py_DECREF(lock_acquire);
+        return -1;
+    }
+    self->tables = Py_NewRef(tables);
+    self->lock_acquire = lock_acquire;
+    self->lock_release = lock_release;
+#ifdef __linux__
+    /* On Linux time.monotonic_ns is clock_gettime(CLOCK_MONOTONIC): the same
+     * numbers without a call, so both paths still share one clock. */
+    self->clock = clock == monotonic_ns ? NULL : Py_NewRef(clock);
+#else
+    self->clock = Py_NewRef(clock);
+#endif
+    self->limit_type = Py_NewRef(limit_type);
+    self->decision_type = Py_NewRef(decision_type);
+    self->slow_try_acquire = Py_NewRef(slow_try_acquire);
+    self->slow_acquire = Py_NewRef(slow_acquire);
+    self->create = Py_NewRef(create);
+    self->check_same_limit = Py_NewRef(check_same_limit);
+    self->seconds_at_least = Py_NewRef(seconds_at_least);
+    self->max_key_length = max_key_length;
+    return 0;
+}
+
+/* The bound methods refer back to the store, which refers to this object. */
+static int
+FastPath_traverse(FastPath *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->tables);
+    Py_VISIT(self->lock_acquire);
+    Py_VISIT(self->lock_release);
+    Py_VISIT(self->clock);
+    Py_VISIT(self->limit_type);
+    Py_VISIT(self->decision_type);
+    Py_VISIT(self->slow_try_acquire);
+    Py_VISIT(self->slow_acquire);
+    Py_VISIT(self->create);
+    Py_VISIT(self->check_same_limit);
+    Py_VISIT(self->seconds_at_least);
+    return 0;
+}
+
+static int
+FastPath_clear(FastPath *self)
+{
+    Py_CLEAR(self->tables);
+    Py_CLEAR(self->lock_acquire);
+    Py_CLEAR(self->lock_release);
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->limit_type);
+    Py_CLEAR(self->decision_type);
+    Py_CLEAR(self->slow_try_acquire);
+    Py_CLEAR(self->slow_acquire);
+    Py_CLEAR(self->create);
+    Py_CLEAR(self->check_same_limit);
+    Py_CLEAR(self->seconds_at_least);
+    return 0;
+}
+
+static void
+FastPath_dealloc(FastPath *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    FastPath_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+/* -- the decision ----------------------------------------------------------- */
+
+/* An exact int that fits in 64 bits; 0 if `value` is anything else. */
+static int
+as_int64(PyObject *value, long long *out)
+{
+    if (value == NULL || !PyLong_CheckExact(value)) {
+        return 0;
+    }
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(value, &overflow);
+    return !overflow; /* an exact int cannot fail otherwise */
+}
+
+/* An exact int below WIDE_LIMIT in size: 1, or 0 if not, or -1 on error.
+ * Most values fit 64 bits; burst * period can need more (1e12 tokens/hour). */
+static int
+as_wide(PyObject *value, wide *out)
+{
+    if (value == NULL || !PyLong_CheckExact(value)) {
+        return 0;
+    }
+    int overflow;
+    long long narrow = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (!overflow) {
+        *out = narrow;
+        return 1;
+    }
+    unsigned char bytes[16]; /* little-endian two's complement */
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_ssize_t needed = PyLong_AsNativeBytes(value, bytes, sizeof bytes,
+                                             Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+    if (needed < 0) {
+        return -1;
+    }
+    if ((size_t)needed > sizeof bytes) {
+        return 0;
+    }
+#else
+    if (_PyLong_AsByteArray((PyLongObject *)value, bytes, sizeof bytes, 1, 1) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+#endif
+    unsigned __int128 bits = 0;
+    for (int i = (int)sizeof bytes - 1; i >= 0; i--) {
+        bits = (bits << 8) | bytes[i];
+    }
+    wide result = (wide)bits;
+    if (result >= WIDE_LIMIT || result <= -WIDE_LIMIT) {
+        return 0;
+    }
+    *out = result;
+    return 1;
+}
+
+static PyObject *
+wide_to_int(wide value)
+{
+    if (value >= INT64_MIN && value <= INT64_MAX) {
+        return PyLong_FromLongLong((long long)value);
+    }
+    unsigned char bytes[16];
+    unsigned __int128 bits = (unsigned __int128)value;
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        bytes[i] = (unsigned char)(bits >> (8 * i));
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyLong_FromNativeBytes(bytes, sizeof bytes, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+#else
+    return _PyLong_FromByteArray(bytes, sizeof bytes, 1, 1);
+#endif
+}
+
+static wide
+ceil_div(wide numerator, wide denominator) /* numerator >= 0, denominator > 0 */
+{
+    return (numerator + denominator - 1) / denominator;
+}
+
+static int
+lock_release(FastPath *self)
+{
+    PyObject *result = PyObject_CallNoArgs(self->lock_release);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Read the clock into *now_ns; 0 if it returned something the fast path cannot use. */
+static int
+read_clock(FastPath *self, long long *now_ns)
+{
+    if (self->clock == NULL) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return DECIDE_ERROR;
+        }
+        *now_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+        return DECIDE_DONE;
+    }
+    PyObject *result = PyObject_CallNoArgs(self->clock);
+    if (result == NULL) {
+        return DECIDE_ERROR;
+    }
+    int usable = as_int64(result, now_ns);
+    Py_DECREF(result);
+    return usable ? DECIDE_DONE : DECIDE_FALL_BACK;
+}
+
+/* Replace bucket[0] (the tat) with `tat`. */
+static int
+store_tat(PyObject *bucket, wide tat)
+{
+    PyObject *value = wide_to_int(tat);
+    if (value == NULL) {
+        return -1;
+    }
+    PyObject *old = PyList_GET_ITEM(bucket, 0);
+    PyList_SET_ITEM(bucket, 0, value);
+    Py_DECREF(old);
+    return 0;
+}
+
+/* Decide `cost` tokens of `limit` for `key` with the lock held.
+ * The GCRA of bucketcore/_gcra.py on 128-bit integers: with
+ * debt = max(tat, now) - now, a call is allowed iff debt + cost * token_units
+ * <= capacity. A value out of range falls back before anything changes. */
+static int
+decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Outcome *out)
+{
+    long long units, token_units, now_ns;
+    wide capacity, tat;
+    int usable;
+    if (!as_int64(SLOT(limit, self->limit_units_per_ns), &units)
+        || !as_int64(SLOT(limit, self->limit_token_units), &token_units)
+        || units < 1 || token_units < 1) {
+        return DECIDE_FALL_BACK;
+    }
+    usable = as_wide(SLOT(limit, self->limit_capacity_units), &capacity);
+    if (usable != 1) {
+        return usable < 0 ? DECIDE_ERROR : DECIDE_FALL_BACK;
+    }
+    PyObject *identity = SLOT(limit, self->limit_identity);
+    if (identity == NULL || !PyUnicode_CheckExact(identity)) {
+        return DECIDE_FALL_BACK;
+    }
+    int status = read_clock(self, &now_ns);
+    if (status != DECIDE_DONE) {
+        return status;
+    }
+    wide now = (wide)now_ns * units;
+    wide need = (wide)cost * token_units;
+    PyObject *table = PyDict_GetItemWithError(self->tables, identity);
+    PyObject *bucket = table == NULL ? NULL : PyDict_GetItemWithError(table, key);
+    if (bucket == NULL) {
+        if (PyErr_Occurred()) {
+            return DECIDE_ERROR;
+        }
+        if (need > capacity) { /* a missing bucket is full; denied, and stays full */
+            *out = (Outcome){0, capacity / token_units, NEVER, 0};
+            return DECIDE_DONE;
+        }
+        PyObject *tat_object = wide_to_int(now + need);
+        PyObject *now_object = tat_object == NULL ? NULL : PyLong_FromLongLong(now_ns);
+        PyObject *created = now_object == NULL ? NULL
+            : PyObject_CallFunctionObjArgs(self->create, limit, key, tat_object, now_object, NULL);
+        Py_XDECREF(tat_object);
+        Py_XDECREF(now_object);
+        if (created == NULL) {
+            return DECIDE_ERROR;
+        }
+        Py_DECREF(created);
+        *out = (Outcome){1, (capacity - need) / token_units, 0, ceil_div(need, units)};
+        return DECIDE_DONE;
+    }
+    if (!PyList_CheckExact(bucket) || PyList_GET_SIZE(bucket) != 2) {
+        return DECIDE_FALL_BACK;
+    }
+    if (PyList_GET_ITEM(bucket, 1) != limit) { /* raises if the name's rate changed */
+        PyObject *same = PyObject_CallFunctionObjArgs(self->check_same_limit, bucket, limit, NULL);
+        if (same == NULL) {
+            return DECIDE_ERROR;
+        }
+        Py_DECREF(same);
+    }
+    usable = as_wide(PyList_GET_ITEM(bucket, 0), &tat);
+    if (usable != 1) {
+        return usable < 0 ? DECIDE_ERROR : DECIDE_FALL_BACK;
+    }
+    /* start = max(tat, now), but never beyond an empty bucket (a clock step back). */
+    wide start = tat < now ? now : (tat > now + capacity ? now + capacity : (wide)tat);
+    wide debt = (start - now) + need; /* in [0, capacity + need]: no overflow */
+    if (debt <= capacity) {
+        if (store_tat(bucket, now + debt) < 0) {
+            return DECIDE_ERROR;
+        }
+        *out = (Outcome){1, (capacity - debt) / token_units, 0, ceil_div(debt, units)};
+        return DECIDE_DONE;
+    }
+    if (start != tat && store_tat(bucket, start) < 0) {
+        return DECIDE_ERROR;
+    }
+    wide debt_now = start - now;
+    wide retry_ns = need > capacity ? NEVER : ceil_div(debt - capacity, units);
+    *out = (Outcome){0, (capacity - debt_now) / token_units, retry_ns, ceil_div(debt_now, units)};
+    return DECIDE_DONE;
+}
+
+/* Parse (key, limit, cost=) and decide; DECIDE_FALL_BACK for any other call shape. */
+static int
+fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+            PyObject **limit, Outcome *out)
+{
+    long long cost = 1;
+    if (self->tables == NULL) {
+        PyErr_SetString(PyExc_TypeError, "FastPath was never initialised");
+        return DECIDE_ERROR;
+    }
+    if (nargs != 2) {
+        return DECIDE_FALL_BACK;
+    }
+    if (kwnames != NULL) {
+        if (PyTuple_GET_SIZE(kwnames) != 1) {
+            return DECIDE_FALL_BACK;
+        }
+        PyObject *name = PyTuple_GET_ITEM(kwnames, 0);
+        if (name != cost_name && !(PyUnicode_Check(name) && PyUnicode_Compare(name, cost_name) == 0)) {
+            return DECIDE_FALL_BACK;
+        }
+        if (!as_int64(args[2], &cost) || cost < 1) {
+            return DECIDE_FALL_BACK;
+        }
+    }
+    PyObject *key = args[0];
+    *limit = args[1];
+    if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_ASCII(key)
+        || PyUnicode_GET_LENGTH(key) > self->max_key_length
+        || Py_TYPE(*limit) != (PyTypeObject *)self->limit_type) {
+        return DECIDE_FALL_BACK;
+    }
+    PyObject *locked = PyObject_CallNoArgs(self->lock_acquire);
+    if (locked == NULL) {
+        return DECIDE_ERROR;
+    }
+    Py_DECREF(locked);
+    int status = decide_locked(self, key, *limit, cost, out);
+    if (status == DECIDE_ERROR) {
+        PyObject *type, *value, *traceback; /* release, and keep the first error */
+        PyErr_Fetch(&type, &value, &traceback);
+        if (lock_release(self) < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+            return DECIDE_ERROR;
+        }
+        PyErr_Restore(type, value, traceback);
+        return DECIDE_ERROR;
+    }
+    return lock_release(self) < 0 ? DECIDE_ERROR : status;
+}
+
+static PyObject *
+seconds(FastPath *self, wide ns)
+{
+    if (ns <= 0) {
+        return PyFloat_FromDouble(0.0);
+    }
+    if (ns < EXACT_FLOAT_INT) { /* exact, and one step up covers the division's rounding */
+        return PyFloat_FromDouble(nextafter((double)ns / 1e9, INFINITY));
+    }
+    PyObject *ns_object = wide_to_int(ns);
+    if (ns_object == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyObject_CallOneArg(self->seconds_at_least, ns_object);
+    Py_DECREF(ns_object);
+    return result;
+}
+
+/* A Decision filled slot by slot, as a frozen dataclass cannot be cheaply. */
+static PyObject *
+new_decision(FastPath *self, PyObject *limit, const Outcome *outcome)
+{
+    PyObject *remaining = wide_to_int(outcome->remaining);
+    PyObject *retry_after = outcome->retry_ns == NEVER ? PyFloat_FromDouble(INFINITY)
+        : seconds(self, outcome->retry_ns);
+    PyObject *reset_after = seconds(self, outcome->reset_ns);
+    PyTypeObject *type = (PyTypeObject *)self->decision_type;
+    PyObject *decision = remaining == NULL || retry_after == NULL || reset_after == NULL
+        ? NULL : type->tp_alloc(type, 0);
+    if (decision == NULL) {
+        Py_XDECREF(remaining);
+        Py_XDECREF(retry_after);
+        Py_XDECREF(reset_after);
+        return NULL;
+    }
+    SLOT(decision, self->decision_allowed) = Py_NewRef(outcome->allowed ? Py_True : Py_False);
+    SLOT(decision, self->decision_remaining) = remaining;
+    SLOT(decision, self->decision_retry_after) = retry_after;
+    SLOT(decision, self->decision_reset_after) = reset_after;
+    SLOT(decision, self->decision_limit) = Py_NewRef(limit);
+    SLOT(decision, self->decision_degraded) = Py_NewRef(Py_False);
+    return decision;
+}
+
+static PyObject *
+FastPath_try_acquire(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *limit;
+    Outcome outcome;
+    switch (fast_decide(self, args, nargs, kwnames, &limit, &outcome)) {
+    case DECIDE_DONE:
+        return Py_NewRef(outcome.allowed ? Py_True : Py_False);
+    case DECIDE_FALL_BACK:
+        return PyObject_Vectorcall(self->slow_try_acquire, args, nargs, kwnames);
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *
+FastPath_acquire(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *limit;
+    Outcome outcome;
+    switch (fast_decide(self, args, nargs, kwnames, &limit, &outcome)) {
+    case DECIDE_DONE:
+        return new_decision(self, limit, &outcome);
+    case DECIDE_FALL_BACK:
+        return PyObject_Vectorcall(self->slow_acquire, args, nargs, kwnames);
+    default:
+        return NULL;
+    }
+}
+
+static PyMethodDef FastPath_methods[] = {
+    {"try_acquire", (PyCFunction)(void (*)(void))FastPath_try_acquire,
+     METH_FASTCALL | METH_KEYWORDS,
+     "try_acquire(key, *limits, cost=1) -> bool: MemoryStore.checked_try_acquire, faster."},
+    {"acquire", (PyCFunction)(void (*)(void))FastPath_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(key, *limits, cost=1) -> Decision: MemoryStore.checked_acquire, faster."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot FastPath_slots[] = {
+    {Py_tp_doc, "The C fast path of one MemoryStore (see bucketcore.memory)."},
+    {Py_tp_init, FastPath_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, FastPath_dealloc},
+    {Py_tp_traverse, FastPath_traverse},
+    {Py_tp_clear, FastPath_clear},
+    {Py_tp_methods, FastPath_methods},
+    {0, NULL},
+};
+
+static PyType_Spec FastPath_spec = {
+    .name = "bucketcore._fastpath.FastPath",
+    .basicsize = sizeof(FastPath),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = FastPath_slots,
+};
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "bucketcore._fastpath",
+    .m_doc = "memory://'s single-limit try_acquire and acquire in C (see bucketcore.memory).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__fastpath(void)
+{
+    cost_name = PyUnicode_InternFromString("cost");
+    if (cost_name == NULL) {
+        return NULL;
+    }
+    PyObject *time = PyImport_ImportModule("time");
+    if (time == NULL) {
+        return NULL;
+    }
+    monotonic_ns = PyObject_GetAttrString(time, "monotonic_ns");
+    Py_DECREF(time);
+    if (monotonic_ns == NULL) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&fastpath_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    PyObject *type = PyType_FromSpec(&FastPath_spec);
+    if (type == NULL || PyModule_AddObject(module, "FastPath", type) < 0) {
+        Py_XDECREF(type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

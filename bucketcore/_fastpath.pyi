@@ -1,0 +1,25 @@
+# The C fast path of MemoryStore (bucketcore/_fastpath.c).
+from collections.abc import Callable
+from typing import Any
+
+from bucketcore.decision import Decision
+from bucketcore.limit import Limit
+
+class FastPath:
+    def __init__(
+        self,
+        *,
+        tables: dict[str, dict[Any, list[Any]]],
+        lock: Any,
+        clock: Callable[[], int],
+        limit_type: type[Limit],
+        decision_type: type[Decision],
+        slow_try_acquire: Callable[..., bool],
+        slow_acquire: Callable[..., Decision],
+        create: Callable[[Limit, Any, int, int], None],
+        check_same_limit: Callable[[list[Any], Limit], None],
+        seconds_at_least: Callable[[int], float],
+        max_key_length: int,
+    ) -> None: ...
+    def try_acquire(self, key: str | bytes, *limits: Limit, cost: int = 1) -> bool: ...
+    def acquire(self, key: str | bytes, *limits: Limit, cost: int = 1) -> Decision: ...

@@ -1,0 +1,257 @@
+"""The C fast path (bucketcore/_fastpath.c) decides exactly what the Python path does.
+
+Two MemoryStores on one fake clock, one answering in C and one in pure
+Python, get the same calls; every answer and every stored state must agree.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bucketcore import ConfigurationError, Limit, Limiter
+from bucketcore.memory import PURE_PYTHON_VARIABLE, MemoryStore, fast_path_available
+from tests.conftest import IN_CI, FakeClock
+
+needs_fast_path = pytest.mark.skipif(
+    not fast_path_available() and not IN_CI,
+    reason="bucketcore._fastpath was not built (no C compiler?)",
+)
+
+
+def pure_store(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], int]) -> MemoryStore:
+    with monkeypatch.context() as patch:
+        patch.setenv(PURE_PYTHON_VARIABLE, "1")
+        return MemoryStore(clock=clock)
+
+
+def test_the_fast_path_is_built_where_the_tests_run_in_ci() -> None:
+    if IN_CI:  # CI has a compiler: a silently skipped build would test nothing here
+        assert fast_path_available()
+    assert fast_path_available() == (type(MemoryStore().checked_try_acquire).__name__ != "method")
+
+
+def test_the_environment_variable_switches_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = pure_store(monkeypatch, FakeClock())
+    assert type(store.checked_try_acquire).__name__ == "method"
+    assert type(Limiter(store).try_acquire).__name__ == "method"
+
+
+# -- the same answers ----------------------------------------------------------------
+
+
+def _limits() -> st.SearchStrategy[Limit]:
+    """Rates 1e-6/s .. 1e7/s, bursts up to 1e12, some named (shared pools)."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Limit:
+        tokens = draw(st.one_of(st.integers(1, 10), st.integers(1, 10**7)))
+        period = draw(st.one_of(st.sampled_from([0.5, 1, 30, 3600, 86400]), st.floats(1e-6, 1e6)))
+        if not 1e-6 <= tokens / period <= 1e7:
+            period = tokens / 1e3
+        burst = draw(st.one_of(st.just(None), st.integers(1, 5), st.integers(1, 10**12)))
+        name = draw(st.one_of(st.just(None), st.sampled_from(["general", "special"])))
+        return Limit(tokens, period, burst=burst, name=name)
+
+    return build()
+
+
+KEYS = st.sampled_from(["alice", "bob", "é-non-ascii", b"bytes-key", "x" * 4096])
+STEPS = st.one_of(
+    st.just(0),
+    st.integers(1, 10**6),
+    st.integers(1, 10**12),
+    st.integers(-(10**10), -1),  # a clock stepping back: the clamp must agree too
+    st.integers(1, 10**17),  # years at once
+)
+OPS = st.sampled_from(["acquire", "try_acquire", "acquire_cost", "both_limits", "refund", "reset"])
+COSTS = st.one_of(st.integers(1, 12), st.integers(1, 10**12))
+
+
+def _states(store: MemoryStore) -> dict[str, dict[Any, int]]:
+    return {
+        identity: {key: bucket[0] for key, bucket in table.items()}
+        for identity, table in store._tables.items()
+    }
+
+
+def _call(store: MemoryStore, op: str, key: Any, limits: list[Limit], cost: int) -> object:
+    try:
+        if op == "acquire":
+            return store.checked_acquire(key, limits[0])
+        if op == "try_acquire":
+            return store.checked_try_acquire(key, limits[0], cost=cost)
+        if op == "acquire_cost":
+            return store.checked_acquire(key, limits[0], cost=cost)
+        if op == "both_limits":
+            return store.checked_acquire(key, *limits, cost=cost)
+        if op == "refund":
+            return store.refund(key, tuple(limits), cost)
+        return store.reset(key, tuple(limits))
+    except ConfigurationError as exc:  # a name reused with another rate
+        return ("raised", str(exc))
+
+
+@needs_fast_path
+@settings(max_examples=400, deadline=None)
+@given(
+    limits=st.lists(_limits(), min_size=2, max_size=2),
+    start_ns=st.one_of(st.just(0), st.integers(1, 10**15), st.integers(10**17, 2**62)),
+    script=st.lists(st.tuples(STEPS, OPS, KEYS, COSTS), max_size=40),
+)
+def test_c_and_python_paths_agree(
+    limits: list[Limit], start_ns: int, script: list[tuple[int, str, Any, int]]
+) -> None:
+    clock = FakeClock(start_ns=start_ns)
+    fast = MemoryStore(clock=clock)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PURE_PYTHON_VARIABLE, "1")
+        pure = MemoryStore(clock=clock)
+    for step_ns, op, key, cost in script:
+        clock.advance(ns=step_ns)
+        assert _call(fast, op, key, limits, cost) == _call(pure, op, key, limits, cost)
+        assert _states(fast) == _states(pure)
+
+
+@needs_fast_path
+def test_values_beyond_64_bits_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # burst * token_units reaches 2**125 and beyond: the first fits 128 bits,
+    # the second makes the C path hand the call to Python.
+    clock = FakeClock(start_ns=2**62)
+    fast = MemoryStore(clock=clock)
+    pure = pure_store(monkeypatch, clock)
+    for limit in (Limit(1, 3600, burst=10**12), Limit(3, 7e8, burst=10**24)):
+        for cost in (1, 10**11, limit.burst, (limit.burst or 0) + 1):
+            assert fast.checked_acquire("k", limit, cost=cost) == pure.checked_acquire(
+                "k", limit, cost=cost
+            )
+            assert _states(fast) == _states(pure)
+            clock.advance(ns=10**15)
+
+
+# -- errors and odd calls are the Python path's --------------------------------------
+
+
+def _outcome(call: Any, *args: Any, **kwargs: Any) -> object:
+    try:
+        return call(*args, **kwargs)
+    except Exception as exc:
+        return (type(exc), str(exc))
+
+
+@needs_fast_path
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        (("k", Limit(1, 1)), {"cost": 0}),
+        (("k", Limit(1, 1)), {"cost": True}),
+        (("k", Limit(1, 1)), {"cost": 1.0}),
+        (("k", Limit(1, 1)), {"cost": 2**70}),
+        (("k", Limit(5, 1)), {"cost": 5}),
+        (("k" * 4097, Limit(1, 1)), {}),
+        ((7, Limit(1, 1)), {}),
+        ((b"k", Limit(1, 1)), {}),
+        (("\udc80", Limit(1, 1)), {}),
+        (("k",), {}),
+        (("k", "1/s"), {}),
+        (("k", Limit(1, 1), Limit(2, 1)), {}),
+    ],
+)
+def test_odd_and_bad_calls_are_answered_as_the_python_path_does(
+    args: tuple[Any, ...], kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    pure, fast = pure_store(monkeypatch, clock), MemoryStore(clock=clock)
+    for method in ("checked_try_acquire", "checked_acquire"):
+        expected = _outcome(getattr(pure, method), *args, **kwargs)
+        assert _outcome(getattr(fast, method), *args, **kwargs) == expected
+
+
+@needs_fast_path
+def test_an_unknown_keyword_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="weight"):
+        MemoryStore().checked_try_acquire("k", Limit(1, 1), weight=1)  # type: ignore[call-arg]
+
+
+@needs_fast_path
+def test_a_name_reused_with_another_rate_raises_from_c() -> None:
+    store = MemoryStore(clock=FakeClock())
+    assert store.checked_acquire("k", Limit(7, 30, name="general")).remaining == 6
+    assert store.checked_acquire("k", Limit(7, 30, name="general")).remaining == 5
+    with pytest.raises(ConfigurationError, match="two different rates"):
+        store.checked_try_acquire("k", Limit(8, 30, name="general"))
+
+
+@needs_fast_path
+def test_an_error_from_the_clock_propagates_and_releases_the_lock() -> None:
+    calls = 0
+
+    def clock() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("clock broke")
+        return 10**12
+
+    store = MemoryStore(clock=clock)
+    with pytest.raises(RuntimeError, match="clock broke"):
+        store.checked_try_acquire("k", Limit(1, 1))
+    assert store.checked_try_acquire("k", Limit(1, 1)) is True  # the lock was released
+
+
+@needs_fast_path
+def test_a_clock_that_returns_no_int_is_left_to_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    def clock() -> int:
+        return 10**12 + 0.5  # type: ignore[return-value]
+
+    fast = MemoryStore(clock=clock)
+    pure = pure_store(monkeypatch, clock)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert fast.checked_acquire("k", Limit(2, 1)) == pure.checked_acquire("k", Limit(2, 1))
+
+
+# -- one lock for both paths -----------------------------------------------------------
+
+
+@pytest.fixture
+def _switch_threads_constantly() -> Iterator[None]:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+@needs_fast_path
+@pytest.mark.usefixtures("_switch_threads_constantly")
+@pytest.mark.parametrize("round_", range(5))
+def test_c_and_python_callers_of_one_bucket_share_its_lock(round_: int) -> None:
+    # Single-limit calls go through C, two-limit calls through Python; a C
+    # call that slipped between the Python path's read and write would be lost
+    # and grant more than the burst. The clock is Python code, so C calls
+    # also give up the GIL in the middle of their own read-modify-write.
+    now = [10**12]
+    limiter = Limiter(clock=lambda: now[0])
+    shared = Limit(3000, 365 * 86400.0)
+    roomy = Limit(10**6, 365 * 86400.0)
+    granted = [0] * 8
+    start = threading.Barrier(8)
+
+    def worker(index: int) -> None:
+        start.wait()
+        limits = (shared,) if index % 2 else (shared, roomy)
+        granted[index] = sum(limiter.try_acquire("k", *limits) for _ in range(800))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(granted) == 3000
