@@ -11,13 +11,21 @@
  * interpreter overhead, next to a dict, a lock and a clock read that every
  * exact limiter pays. DESIGN §5 asks for that floor.
  *
+ * Write-through (rocksdb:// in wal mode): given `put`, an allowed decision on
+ * a resident bucket is written as its fixed 25-byte record before memory
+ * changes, as RocksDBStore._persist_one does. A bucket not in memory, a
+ * failed write, or a clock-step clamp is left to the Python path.
+ *
  *     store = MemoryStore()              # binds FastPath.try_acquire/acquire
  *     store.checked_try_acquire("alice", Limit(10, 1.0))   -> True
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#ifndef Py_T_OBJECT_EX /* before 3.12 the member types lived in structmember.h */
 #include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#endif
 
 #include <math.h>
 #include <stdint.h>
@@ -60,6 +68,13 @@ typedef struct {
     PyObject *check_same_limit; /* MemoryStore._check_same_limit(bucket, limit) */
     PyObject *seconds_at_least; /* decision.seconds_at_least(ns), for >= 2**53 ns */
     Py_ssize_t max_key_length;
+    int closed;                 /* after close(): every call takes the Python path */
+    /* Write-through, or put == NULL: put(record_key, record, write_options). */
+    PyObject *put;
+    PyObject *write_options;
+    PyObject *wall_clock;       /* NULL: read CLOCK_REALTIME directly */
+    PyObject *record_prefixes;  /* dict: identity -> record-key prefix (bytes) */
+    int record_version;
     /* Byte offsets of the slots read from a Limit and written into a Decision. */
     Py_ssize_t limit_identity, limit_units_per_ns, limit_token_units, limit_capacity_units;
     Py_ssize_t decision_allowed, decision_remaining, decision_retry_after;
@@ -68,6 +83,9 @@ typedef struct {
 
 static PyObject *cost_name;    /* interned "cost" */
 static PyObject *monotonic_ns; /* time.monotonic_ns, the default clock */
+static PyObject *time_ns;      /* time.time_ns, the default wall clock */
+
+#define RECORD_SIZE 25 /* struct "<BqQQ": version, full-at wall ns, remainder, units */
 
 #define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
 
@@ -82,7 +100,7 @@ slot_offset(PyObject *type, const char *name, Py_ssize_t *offset)
         return -1;
     }
     if (!Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
-        || ((PyMemberDescrObject *)descriptor)->d_member->type != T_OBJECT_EX) {
+        || ((PyMemberDescrObject *)descriptor)->d_member->type != Py_T_OBJECT_EX) {
         PyErr_Format(PyExc_TypeError, "%R.%s is not a slot", type, name);
         Py_DECREF(descriptor);
         return -1;
@@ -98,15 +116,37 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
     static char *keywords[] = {
         "tables", "lock", "clock", "limit_type", "decision_type", "slow_try_acquire",
         "slow_acquire", "create", "check_same_limit", "seconds_at_least", "max_key_length",
-        NULL,
+        "put", "write_options", "wall_clock", "record_prefixes", "record_version", NULL,
     };
-    PyObject *tables, *lock, *clock, *limit_type, *decision_type, *slow_try_acquire;
-    PyObject *slow_acquire, *create, *check_same_limit, *seconds_at_least;
-    Py_ssize_t max_key_length;
+    PyObject *tables = NULL, *lock = NULL, *clock = NULL, *limit_type = NULL;
+    PyObject *decision_type = NULL, *slow_try_acquire = NULL, *slow_acquire = NULL;
+    PyObject *create = NULL, *check_same_limit = NULL, *seconds_at_least = NULL;
+    PyObject *put = NULL, *write_options = Py_None, *wall_clock = NULL, *record_prefixes = NULL;
+    Py_ssize_t max_key_length = -1;
+    int record_version = 0;
+    /* All keyword-only; the format cannot say which are required, so check below. */
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "$O!OOO!O!OOOOOn:FastPath", keywords, &PyDict_Type, &tables, &lock,
-            &clock, &PyType_Type, &limit_type, &PyType_Type, &decision_type, &slow_try_acquire,
-            &slow_acquire, &create, &check_same_limit, &seconds_at_least, &max_key_length)) {
+            args, kwargs, "|$O!OOO!O!OOOOOnOOOO!i:FastPath", keywords, &PyDict_Type, &tables,
+            &lock, &clock, &PyType_Type, &limit_type, &PyType_Type, &decision_type,
+            &slow_try_acquire, &slow_acquire, &create, &check_same_limit, &seconds_at_least,
+            &max_key_length, &put, &write_options, &wall_clock, &PyDict_Type, &record_prefixes,
+            &record_version)) {
+        return -1;
+    }
+    if (tables == NULL || lock == NULL || clock == NULL || limit_type == NULL
+        || decision_type == NULL || slow_try_acquire == NULL || slow_acquire == NULL
+        || create == NULL || check_same_limit == NULL || seconds_at_least == NULL
+        || max_key_length < 0) {
+        PyErr_SetString(PyExc_TypeError, "FastPath needs every argument up to max_key_length");
+        return -1;
+    }
+    if (put == Py_None) {
+        put = NULL;
+    }
+    if (put != NULL && (wall_clock == NULL || record_prefixes == NULL
+                        || record_version < 0 || record_version > 255)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "put needs wall_clock, record_prefixes and a record_version byte");
         return -1;
     }
     if (self->tables != NULL) {
@@ -156,6 +196,17 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
     self->check_same_limit = Py_NewRef(check_same_limit);
     self->seconds_at_least = Py_NewRef(seconds_at_least);
     self->max_key_length = max_key_length;
+    if (put != NULL) {
+        self->put = Py_NewRef(put);
+        self->write_options = Py_NewRef(write_options);
+#ifdef __linux__
+        self->wall_clock = wall_clock == time_ns ? NULL : Py_NewRef(wall_clock);
+#else
+        self->wall_clock = Py_NewRef(wall_clock);
+#endif
+        self->record_prefixes = Py_NewRef(record_prefixes);
+        self->record_version = record_version;
+    }
     return 0;
 }
 
@@ -175,6 +226,10 @@ FastPath_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->create);
     Py_VISIT(self->check_same_limit);
     Py_VISIT(self->seconds_at_least);
+    Py_VISIT(self->put);
+    Py_VISIT(self->write_options);
+    Py_VISIT(self->wall_clock);
+    Py_VISIT(self->record_prefixes);
     return 0;
 }
 
@@ -192,6 +247,10 @@ FastPath_clear(FastPath *self)
     Py_CLEAR(self->create);
     Py_CLEAR(self->check_same_limit);
     Py_CLEAR(self->seconds_at_least);
+    Py_CLEAR(self->put);
+    Py_CLEAR(self->write_options);
+    Py_CLEAR(self->wall_clock);
+    Py_CLEAR(self->record_prefixes);
     return 0;
 }
 
@@ -299,20 +358,21 @@ lock_release(FastPath *self)
     return 0;
 }
 
-/* Read the clock into *now_ns; 0 if it returned something the fast path cannot use. */
+/* Read `clock` (or, when NULL, the system clock `id`) into *now_ns; 0 if it
+ * returned something the fast path cannot use. */
 static int
-read_clock(FastPath *self, long long *now_ns)
+read_clock(PyObject *clock, clockid_t id, long long *now_ns)
 {
-    if (self->clock == NULL) {
+    if (clock == NULL) {
         struct timespec ts;
-        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        if (clock_gettime(id, &ts) != 0) {
             PyErr_SetFromErrno(PyExc_OSError);
             return DECIDE_ERROR;
         }
         *now_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
         return DECIDE_DONE;
     }
-    PyObject *result = PyObject_CallNoArgs(self->clock);
+    PyObject *result = PyObject_CallNoArgs(clock);
     if (result == NULL) {
         return DECIDE_ERROR;
     }
@@ -333,6 +393,71 @@ store_tat(PyObject *bucket, wide tat)
     PyList_SET_ITEM(bucket, 0, value);
     Py_DECREF(old);
     return 0;
+}
+
+static void
+put_le64(unsigned char *out, unsigned long long value)
+{
+    for (int i = 0; i < 8; i++) {
+        out[i] = (unsigned char)(value >> (8 * i));
+    }
+}
+
+/* Write the new state `tat` of (identity, key) as RocksDBStore._persist_one
+ * does, before memory changes. DECIDE_FALL_BACK for anything the Python path
+ * must handle, a failed write included: it retries and reports the error. */
+static int
+persist(FastPath *self, PyObject *identity, PyObject *key, long long units, wide tat,
+        long long now_ns)
+{
+    PyObject *prefix = PyDict_GetItemWithError(self->record_prefixes, identity);
+    if (prefix == NULL || !PyBytes_CheckExact(prefix)) {
+        return PyErr_Occurred() ? DECIDE_ERROR : DECIDE_FALL_BACK;
+    }
+    long long wall_ns;
+    int status = read_clock(self->wall_clock, CLOCK_REALTIME, &wall_ns);
+    if (status != DECIDE_DONE) {
+        return status;
+    }
+    /* Python's divmod: the remainder is never negative. */
+    wide full_at_ns = tat / units, remainder = tat % units;
+    if (remainder < 0) {
+        remainder += units;
+        full_at_ns -= 1;
+    }
+    wide full_at_wall_ns = full_at_ns + wall_ns - now_ns;
+    if (full_at_wall_ns < INT64_MIN || full_at_wall_ns > INT64_MAX) {
+        return DECIDE_FALL_BACK; /* the Python path raises StoreError for it */
+    }
+    unsigned char record[RECORD_SIZE];
+    record[0] = (unsigned char)self->record_version;
+    put_le64(record + 1, (unsigned long long)(long long)full_at_wall_ns);
+    put_le64(record + 9, (unsigned long long)remainder);
+    put_le64(record + 17, (unsigned long long)units);
+    /* An ASCII key's UTF-8 is its characters, one byte each. */
+    Py_ssize_t prefix_size = PyBytes_GET_SIZE(prefix), key_size = PyUnicode_GET_LENGTH(key);
+    PyObject *record_key = PyBytes_FromStringAndSize(NULL, prefix_size + key_size);
+    PyObject *value = record_key == NULL ? NULL
+        : PyBytes_FromStringAndSize((const char *)record, RECORD_SIZE);
+    if (value == NULL) {
+        Py_XDECREF(record_key);
+        return DECIDE_ERROR;
+    }
+    memcpy(PyBytes_AS_STRING(record_key), PyBytes_AS_STRING(prefix), prefix_size);
+    memcpy(PyBytes_AS_STRING(record_key) + prefix_size, PyUnicode_DATA(key), key_size);
+    PyObject *call[3] = {record_key, value, self->write_options};
+    PyObject *result = PyObject_Vectorcall(self->put, call, 3, NULL);
+    Py_DECREF(record_key);
+    Py_DECREF(value);
+    if (result == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return DECIDE_ERROR; /* KeyboardInterrupt and the like go up as they are */
+        }
+        PyErr_Clear();
+        return DECIDE_FALL_BACK;
+    }
+    Py_DECREF(result);
+    return DECIDE_DONE;
 }
 
 /* Decide `cost` tokens of `limit` for `key` with the lock held.
@@ -358,7 +483,7 @@ decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Ou
     if (identity == NULL || !PyUnicode_CheckExact(identity)) {
         return DECIDE_FALL_BACK;
     }
-    int status = read_clock(self, &now_ns);
+    int status = read_clock(self->clock, CLOCK_MONOTONIC, &now_ns);
     if (status != DECIDE_DONE) {
         return status;
     }
@@ -369,6 +494,9 @@ decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Ou
     if (bucket == NULL) {
         if (PyErr_Occurred()) {
             return DECIDE_ERROR;
+        }
+        if (self->put != NULL) { /* the Python path loads it from disk */
+            return DECIDE_FALL_BACK;
         }
         if (need > capacity) { /* a missing bucket is full; denied, and stays full */
             *out = (Outcome){0, capacity / token_units, NEVER, 0};
@@ -405,14 +533,25 @@ decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Ou
     wide start = tat < now ? now : (tat > now + capacity ? now + capacity : (wide)tat);
     wide debt = (start - now) + need; /* in [0, capacity + need]: no overflow */
     if (debt <= capacity) {
+        if (self->put != NULL) {
+            status = persist(self, identity, key, units, now + debt, now_ns);
+            if (status != DECIDE_DONE) {
+                return status;
+            }
+        }
         if (store_tat(bucket, now + debt) < 0) {
             return DECIDE_ERROR;
         }
         *out = (Outcome){1, (capacity - debt) / token_units, 0, ceil_div(debt, units)};
         return DECIDE_DONE;
     }
-    if (start != tat && store_tat(bucket, start) < 0) {
-        return DECIDE_ERROR;
+    if (start != tat) {
+        if (self->put != NULL) {
+            return DECIDE_FALL_BACK;
+        }
+        if (store_tat(bucket, start) < 0) {
+            return DECIDE_ERROR;
+        }
     }
     wide debt_now = start - now;
     wide retry_ns = need > capacity ? NEVER : ceil_div(debt - capacity, units);
@@ -430,7 +569,7 @@ fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         PyErr_SetString(PyExc_TypeError, "FastPath was never initialised");
         return DECIDE_ERROR;
     }
-    if (nargs != 2) {
+    if (nargs != 2 || self->closed) {
         return DECIDE_FALL_BACK;
     }
     if (kwnames != NULL) {
@@ -549,7 +688,16 @@ FastPath_acquire(FastPath *self, PyObject *const *args, size_t nargsf, PyObject 
     }
 }
 
+static PyObject *
+FastPath_close(FastPath *self, PyObject *unused)
+{
+    self->closed = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef FastPath_methods[] = {
+    {"close", (PyCFunction)FastPath_close, METH_NOARGS,
+     "close(): from now on every call takes the Python path (the store was closed)."},
     {"try_acquire", (PyCFunction)(void (*)(void))FastPath_try_acquire,
      METH_FASTCALL | METH_KEYWORDS,
      "try_acquire(key, *limits, cost=1) -> bool: MemoryStore.checked_try_acquire, faster."},
@@ -595,8 +743,9 @@ PyInit__fastpath(void)
         return NULL;
     }
     monotonic_ns = PyObject_GetAttrString(time, "monotonic_ns");
+    time_ns = monotonic_ns == NULL ? NULL : PyObject_GetAttrString(time, "time_ns");
     Py_DECREF(time);
-    if (monotonic_ns == NULL) {
+    if (time_ns == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&fastpath_module);

@@ -1,4 +1,4 @@
-# The C fast path of MemoryStore (bucketcore/_fastpath.c).
+# The C fast path of MemoryStore and RocksDBStore (bucketcore/_fastpath.c).
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +20,12 @@ class FastPath:
         check_same_limit: Callable[[list[Any], Limit], None],
         seconds_at_least: Callable[[int], float],
         max_key_length: int,
+        put: Callable[[bytes, bytes, Any], object] | None = None,
+        write_options: Any = None,
+        wall_clock: Callable[[], int] | None = None,
+        record_prefixes: dict[str, bytes] | None = None,
+        record_version: int = 0,
     ) -> None: ...
+    def close(self) -> None: ...
     def try_acquire(self, key: str | bytes, *limits: Limit, cost: int = 1) -> bool: ...
     def acquire(self, key: str | bytes, *limits: Limit, cost: int = 1) -> Decision: ...

@@ -17,6 +17,7 @@ from bucketcore.limit import Limit
 __all__ = [
     "MAX_KEY_BYTES",
     "canonical_key",
+    "check_call",
     "check_cost",
     "check_key",
     "check_limits",
@@ -108,3 +109,21 @@ def check_limits(limits: tuple[object, ...]) -> tuple[Limit, ...]:
     if len(checked) > 1 and len({limit.identity for limit in checked}) != len(checked):
         raise ConfigurationError(f"the same limit is given twice: {[str(x) for x in checked]}")
     return checked
+
+
+def check_call(key: object, limits: tuple[object, ...], cost: object) -> tuple[Limit, ...]:
+    """Validate one call's key, limits and cost; the limits as a tuple.
+
+    The common case (an ASCII str key, an int cost, one Limit) costs three
+    tests; anything else goes through the full checks and their messages.
+
+    >>> check_call("alice", (Limit(1, 1.0),), 1) == (Limit(1, 1.0),)
+    True
+    """
+    if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
+        check_key(key)
+    if type(cost) is not int or cost < 1:
+        check_cost(cost)
+    if len(limits) == 1 and type(limits[0]) is Limit:
+        return cast(tuple[Limit, ...], limits)
+    return check_limits(limits)

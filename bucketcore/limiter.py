@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, cast
 
-from bucketcore._keys import MAX_KEY_BYTES, canonical_key, check_cost, check_key, check_limits
+from bucketcore._keys import canonical_key, check_call, check_cost, check_key, check_limits
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreClosed
 from bucketcore.limit import Limit
@@ -43,18 +43,6 @@ Key = str | bytes
 LimitsArg = Limit | Sequence[Limit]
 
 
-def _check_call(key: object, limits: tuple[object, ...], cost: object) -> tuple[Limit, ...]:
-    # The common case (an ASCII str key, an int cost, one Limit) costs three
-    # tests; anything else goes through the full checks and their messages.
-    if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
-        check_key(key)
-    if type(cost) is not int or cost < 1:
-        check_cost(cost)
-    if len(limits) == 1 and type(limits[0]) is Limit:
-        return cast(tuple[Limit, ...], limits)
-    return check_limits(limits)
-
-
 def _check_timeout(timeout: object) -> float:
     if timeout is None:
         return math.inf
@@ -73,7 +61,7 @@ def _check_requests(requests: Iterable[tuple[Key, LimitsArg, int]]) -> list[Requ
             raise ConfigurationError(f"each request is (key, limits, cost), got {request!r}")
         key, limits, cost = request
         given = (limits,) if isinstance(limits, Limit) else tuple(limits)
-        checked.append((key, _check_call(key, given, cost), cost))
+        checked.append((key, check_call(key, given, cost), cost))
     return checked
 
 
@@ -89,7 +77,7 @@ def _plan_wait(
     key: object, limits: tuple[object, ...], cost: object, timeout: object, clock: Clock
 ) -> tuple[tuple[Limit, ...], object, Callable[[], float]]:
     """Validate a ``wait`` call: its limits, its FIFO queue, its time left."""
-    checked = _check_call(key, limits, cost)
+    checked = check_call(key, limits, cost)
     budget = _check_timeout(timeout)
     _refuse_unsatisfiable(checked, cast(int, cost))
     started = clock()
@@ -171,12 +159,12 @@ class Limiter:
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._sleep = sleep if sleep is not None else time.sleep
         self._gate = _FifoGate()
-        if type(self._store) is MemoryStore:
-            # memory:// decides in a few hundred nanoseconds, a third of which
-            # would be this class's own call layer: let its validating fast
-            # paths answer directly (close() removes them again).
-            self.try_acquire = self._store.checked_try_acquire  # type: ignore[method-assign]
-            self.acquire = self._store.checked_acquire  # type: ignore[method-assign]
+        checked = self._store.checked_calls() if isinstance(self._store, MemoryStore) else None
+        if checked is not None:
+            # memory:// decides in a couple of hundred nanoseconds, more than
+            # this class's own call layer would add: let the store's
+            # validating entry points answer directly (close() removes them).
+            self.try_acquire, self.acquire = checked  # type: ignore[method-assign]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Limiter:
@@ -209,8 +197,8 @@ class Limiter:
         >>> Limiter().try_acquire("alice", Limit(10, 1.0), Limit(100, 60.0))
         True
         """
-        # memory:// never comes here: __init__ binds its own validating fast path.
-        return self._store.try_acquire(key, _check_call(key, limits, cost), cost)
+        # memory:// and rocksdb:// never come here: __init__ binds their entry points.
+        return self._store.try_acquire(key, check_call(key, limits, cost), cost)
 
     def acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
         """Like ``try_acquire``, with the full ``Decision``.
@@ -218,7 +206,7 @@ class Limiter:
         >>> Limiter().acquire("alice", Limit(10, 1.0), cost=4).remaining
         6
         """
-        return self._store.acquire(key, _check_call(key, limits, cost), cost)
+        return self._store.acquire(key, check_call(key, limits, cost), cost)
 
     def peek(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
         """What ``acquire`` would answer now; consumes nothing.
@@ -226,7 +214,7 @@ class Limiter:
         >>> Limiter().peek("alice", Limit(10, 1.0)).remaining
         9
         """
-        return self._store.peek(key, _check_call(key, limits, cost), cost)
+        return self._store.peek(key, check_call(key, limits, cost), cost)
 
     def acquire_many(self, requests: Iterable[tuple[Key, LimitsArg, int]]) -> list[Decision]:
         """Several independent ``acquire`` calls; one round trip on Redis.
@@ -364,15 +352,15 @@ class AsyncLimiter:
 
     async def try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
         """See ``Limiter.try_acquire``."""
-        return await self._store.try_acquire(key, _check_call(key, limits, cost), cost)
+        return await self._store.try_acquire(key, check_call(key, limits, cost), cost)
 
     async def acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
         """See ``Limiter.acquire``."""
-        return await self._store.acquire(key, _check_call(key, limits, cost), cost)
+        return await self._store.acquire(key, check_call(key, limits, cost), cost)
 
     async def peek(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
         """See ``Limiter.peek``."""
-        return await self._store.peek(key, _check_call(key, limits, cost), cost)
+        return await self._store.peek(key, check_call(key, limits, cost), cost)
 
     async def acquire_many(self, requests: Iterable[tuple[Key, LimitsArg, int]]) -> list[Decision]:
         """See ``Limiter.acquire_many``."""

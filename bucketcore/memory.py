@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
@@ -128,28 +128,44 @@ class MemoryStore:
         self._sweep_keys: list[Key] = []
         self._sweep_next = 0
         self._created_since_sweep = 0
+        self._fast: _fastpath.FastPath | None = None
         if type(self) is MemoryStore and fast_path_available():
-            self._bind_fast_path()
+            self._bind_fast_path(MemoryStore)
 
-    def _bind_fast_path(self) -> None:
-        # The C path answers one Limit with an ASCII str key exactly as the
-        # methods below do, under the same lock and on the same tables; any
-        # other call it hands to them unchanged.
-        fast = _fastpath.FastPath(
+    def _bind_fast_path(self, cls: type[MemoryStore], **write_through: Any) -> None:
+        # The C path answers one Limit with an ASCII str key exactly as
+        # ``cls``'s checked_* methods do, under the same lock and on the same
+        # tables; any other call it hands to them unchanged.
+        self._fast = _fastpath.FastPath(
             tables=self._tables,
             lock=self._lock,
             clock=self._clock,
             limit_type=Limit,
             decision_type=Decision,
-            slow_try_acquire=types.MethodType(MemoryStore.checked_try_acquire, self),
-            slow_acquire=types.MethodType(MemoryStore.checked_acquire, self),
+            slow_try_acquire=types.MethodType(cls.checked_try_acquire, self),
+            slow_acquire=types.MethodType(cls.checked_acquire, self),
             create=self._create,
             check_same_limit=self._check_same_limit,
             seconds_at_least=seconds_at_least,
             max_key_length=MAX_KEY_BYTES,
+            **write_through,
         )
-        self.checked_try_acquire = fast.try_acquire  # type: ignore[method-assign]
-        self.checked_acquire = fast.acquire  # type: ignore[method-assign]
+        self.checked_try_acquire = self._fast.try_acquire  # type: ignore[method-assign]
+        self.checked_acquire = self._fast.acquire  # type: ignore[method-assign]
+
+    def checked_calls(self) -> tuple[Callable[..., bool], Callable[..., Decision]] | None:
+        """``checked_try_acquire`` and ``checked_acquire``, if they are safe to call.
+
+        They take ``Limiter.try_acquire``'s arguments and validate them, so
+        the Limiter can hand its calls straight to them. Only the class that
+        defines them offers them: a subclass with other hooks gets None.
+
+        >>> MemoryStore().checked_calls() is not None
+        True
+        """
+        if type(self) is not MemoryStore:
+            return None
+        return self.checked_try_acquire, self.checked_acquire
 
     # -- hooks for write-through subclasses (called with the lock held) ----
 
