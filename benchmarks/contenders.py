@@ -10,6 +10,7 @@ to it, because a window limiter has no burst.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 
 from benchmarks.harness import BUCKETCORE, FLOOR, PEER, Case, Decide
 from bucketcore import Limit, Limiter
+from bucketcore.memory import PURE_PYTHON_VARIABLE, fast_path_available
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,27 @@ def make_floor(policy: Policy) -> Decide:
 
 
 def make_bucketcore(
-    policy: Policy, url: str = "memory://", *, full: bool = False, **options: Any
+    policy: Policy,
+    url: str = "memory://",
+    *,
+    full: bool = False,
+    pure_python: bool = False,
+    **options: Any,
 ) -> Decide:
-    """``try_acquire`` (or, with ``full``, ``acquire`` and its Decision) on ``url``."""
-    limiter = Limiter(url, **options)
+    """``try_acquire`` (or, with ``full``, ``acquire`` and its Decision) on ``url``.
+
+    ``pure_python`` builds the limiter without its C fast path.
+    """
+    previous = os.environ.get(PURE_PYTHON_VARIABLE)
+    if pure_python:
+        os.environ[PURE_PYTHON_VARIABLE] = "1"
+    try:
+        limiter = Limiter(url, **options)
+    finally:
+        if previous is None:
+            os.environ.pop(PURE_PYTHON_VARIABLE, None)
+        else:
+            os.environ[PURE_PYTHON_VARIABLE] = previous
     limit = policy.limit()
     call = limiter.acquire if full else limiter.try_acquire
     return with_close(lambda key: call(key, limit), limiter.close)
@@ -211,6 +230,8 @@ def make_pyrate(policy: Policy, redis_client: Any = None, clock: Any = None) -> 
 FLOOR_NAME = "floor: dict + lock + monotonic_ns"
 TRY_ACQUIRE = "bucketcore try_acquire"
 ACQUIRE = "bucketcore acquire (Decision)"
+TRY_ACQUIRE_PURE = "bucketcore try_acquire, pure Python"
+ACQUIRE_PURE = "bucketcore acquire (Decision), pure Python"
 FALCONRY = "token-bucket (falconry) consume"
 THROTTLED = "throttled-py token bucket"
 PYRATE = "pyrate-limiter token bucket"
@@ -221,14 +242,27 @@ LIMITS_SLIDING = "limits sliding window"
 PEERS_8X = (THROTTLED, PYRATE, LIMITS_FIXED, LIMITS_MOVING, LIMITS_SLIDING)
 
 
-def memory_cases(policy: Policy, *, peers: bool = True) -> list[Case]:
-    """Floor, bucketcore (both calls) and, with ``peers``, every peer in memory."""
+def memory_cases(policy: Policy, *, peers: bool = True, pure_python: bool = True) -> list[Case]:
+    """Floor, bucketcore (both calls) and, with ``peers``, every peer in memory.
+
+    With ``pure_python`` (and the C fast path built), bucketcore's two calls
+    are also measured without it.
+    """
     cases = [
         Case(FLOOR_NAME, FLOOR, lambda: make_floor(policy)),
         Case(TRY_ACQUIRE, BUCKETCORE, lambda: make_bucketcore(policy)),
         Case(ACQUIRE, BUCKETCORE, lambda: make_bucketcore(policy, full=True)),
         Case(FALCONRY, PEER, lambda: make_falconry(policy)),
     ]
+    if pure_python and fast_path_available():  # else the cases above are pure Python
+        cases += [
+            Case(TRY_ACQUIRE_PURE, BUCKETCORE, lambda: make_bucketcore(policy, pure_python=True)),
+            Case(
+                ACQUIRE_PURE,
+                BUCKETCORE,
+                lambda: make_bucketcore(policy, full=True, pure_python=True),
+            ),
+        ]
     if peers:
         cases += [
             Case(THROTTLED, PEER, lambda: make_throttled(policy)),

@@ -44,7 +44,8 @@ def run(sizes: Sizes) -> list[dict[str, Any]]:
     progress(f"  {SUITE}: {count:,} buckets per library in memory (tracemalloc)")
     keys = [f"user-{i}" for i in range(count)]
     rows = []
-    for case in contenders.memory_cases(IN_USE):
+    # C and pure Python keep the same tables: one row for both.
+    for case in contenders.memory_cases(IN_USE, pure_python=False):
         if case.name == contenders.ACQUIRE:
             continue  # the same buckets as try_acquire
         try:
