@@ -1,4 +1,5 @@
-/* bucketcore._fastpath: memory://'s single-limit try_acquire and acquire in C.
+/* bucketcore._fastpath: the single-limit try_acquire and acquire of memory:// (and of
+ * rocksdb:// in wal mode) in C.
  *
  * The pure-Python MemoryStore (bucketcore/memory.py) is the reference and
  * decides every case; this module only answers the commonest call faster:

@@ -6,8 +6,10 @@ Python, get the same calls; every answer and every stored state must agree.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,18 @@ def test_the_environment_variable_switches_it_off(monkeypatch: pytest.MonkeyPatc
     store = pure_store(monkeypatch, FakeClock())
     assert type(store.checked_try_acquire).__name__ == "method"
     assert type(Limiter(store).try_acquire).__name__ == "method"
+
+
+@needs_fast_path
+def test_a_dropped_store_is_collected() -> None:
+    # The store holds its C path, which holds the store's methods: a cycle
+    # only the garbage collector can break, if the C type lets it see it.
+    store = MemoryStore()
+    store.checked_try_acquire("k", Limit(1, 1))
+    gone = weakref.ref(store)
+    del store
+    gc.collect()
+    assert gone() is None
 
 
 # -- the same answers ----------------------------------------------------------------
