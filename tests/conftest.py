@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -48,6 +49,17 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def switch_threads_constantly() -> Iterator[None]:
+    """Threads switch every microsecond: races show up within a few calls."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:

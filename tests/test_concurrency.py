@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -14,14 +13,7 @@ YEAR = 365 * 86400.0
 THREADS = 8
 
 
-@pytest.fixture(autouse=True)
-def _switch_threads_constantly() -> Iterator[None]:
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
+pytestmark = pytest.mark.usefixtures("switch_threads_constantly")
 
 
 def _hammer(attempts_per_thread: int, attempt: Callable[[], bool]) -> int:

@@ -7,10 +7,9 @@ Python, get the same calls; every answer and every stored state must agree.
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,18 +234,8 @@ def test_a_clock_that_returns_no_int_is_left_to_python(monkeypatch: pytest.Monke
 # -- one lock for both paths -----------------------------------------------------------
 
 
-@pytest.fixture
-def _switch_threads_constantly() -> Iterator[None]:
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
 @needs_fast_path
-@pytest.mark.usefixtures("_switch_threads_constantly")
+@pytest.mark.usefixtures("switch_threads_constantly")
 @pytest.mark.parametrize("round_", range(5))
 def test_c_and_python_callers_of_one_bucket_share_its_lock(round_: int) -> None:
     # Single-limit calls go through C, two-limit calls through Python; a C
