@@ -489,6 +489,13 @@ class RocksDBStore(MemoryStore):
         return self.acquire(key, check_call(key, limits, cost), cost)
 
     def checked_calls(self) -> tuple[Callable[..., bool], Callable[..., Decision]] | None:
+        """The two entry points above, for the Limiter (see ``MemoryStore.checked_calls``).
+
+        >>> import tempfile, os
+        >>> store = RocksDBStore(os.path.join(tempfile.mkdtemp(), "db"))
+        >>> store.checked_calls() is not None, store.close()
+        (True, None)
+        """
         if type(self) is not RocksDBStore:
             return None
         return self.checked_try_acquire, self.checked_acquire
