@@ -495,6 +495,64 @@ def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
     store.close()
 
 
+def test_sync_answers_no_thread_before_the_fsync_of_its_state(
+    path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each caller's newest record must be fsynced when its call returns.
+
+    The fake database notes, per caller key, the record each write left and
+    the record each fsync covered; a caller answered early (before the
+    write, or during the fsync) finds its synced record unchanged.
+    """
+    store = open_store(path, clocks, durability="sync")
+    real_db = store._db
+    limit = Limit(10_000, 3600.0)
+    keys = [f"thread-{index}" for index in range(8)]
+    record_keys = {key: rocksdb_backend._record_key((limit.identity, key)) for key in keys}
+    written: dict[str, bytes | None] = dict.fromkeys(keys)
+    synced: dict[str, bytes | None] = dict.fromkeys(keys)
+    guard = threading.Lock()
+
+    class SyncTrackingDb:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_db, name)
+
+        def write(self, batch: rocksdict.WriteBatch, options: rocksdict.WriteOptions) -> None:
+            real_db.write(batch, options)
+            with guard:
+                written.update((key, real_db.get(record_keys[key])) for key in keys)
+
+        def flush_wal(self, sync: bool = True) -> None:
+            with guard:
+                covered = dict(written)
+            time.sleep(0.001)  # an fsync long enough for an early answer to show
+            real_db.flush_wal(sync)
+            if sync:
+                with guard:
+                    synced.update(covered)
+
+    monkeypatch.setattr(store, "_db", SyncTrackingDb())
+    early: list[str] = []
+
+    def take_tokens(key: str) -> None:
+        for _ in range(30):
+            with guard:
+                before = synced[key]
+            assert store.try_acquire(key, (limit,), 1)  # a new record: the tat moves on
+            with guard:
+                if synced[key] == before:
+                    early.append(key)
+
+    threads = [threading.Thread(target=take_tokens, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.setattr(store, "_db", real_db)
+    store.close()
+    assert early == []
+
+
 # -- closing, options, errors ---------------------------------------------------------
 
 
