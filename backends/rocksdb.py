@@ -320,6 +320,8 @@ class RocksDBStore(MemoryStore):
     once with ``StoreLocked``). ``on_corrupt``: ``"raise"`` (``CorruptState``)
     or ``"empty"`` (log it and treat the bucket as empty, never as full).
     ``clock`` is monotonic ns; ``wall_clock`` is wall-clock ns (for tests).
+    ``blocking`` is true in ``sync`` mode, whose changing calls wait for an
+    fsync: ``AsyncLimiter`` runs those in a worker thread.
 
     >>> import tempfile, os
     >>> from bucketcore import Limit
@@ -353,6 +355,8 @@ class RocksDBStore(MemoryStore):
         self.on_corrupt = _choice("on_corrupt", on_corrupt, _ON_CORRUPT)
         self._periodic = self.durability == "periodic"
         self._group_commit = self.durability == "sync"
+        # Changing calls wait for an fsync: AsyncLimiter runs them in a thread.
+        self.blocking = self._group_commit
         # periodic and sync keep new states in memory (self._dirty) until a
         # flush writes them in one batch; wal writes each one as it is made.
         self._deferred = self._periodic or self._group_commit

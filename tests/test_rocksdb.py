@@ -8,6 +8,7 @@ is in ``test_rocksdb_process.py``.
 
 from __future__ import annotations
 
+import asyncio
 import doctest
 import logging
 import struct
@@ -23,6 +24,7 @@ import rocksdict
 
 import bucketcore.backends.rocksdb as rocksdb_backend
 from bucketcore import (
+    AsyncLimiter,
     ConfigurationError,
     CorruptState,
     Limit,
@@ -551,6 +553,41 @@ def test_sync_answers_no_thread_before_the_fsync_of_its_state(
     monkeypatch.setattr(store, "_db", real_db)
     store.close()
     assert early == []
+
+
+def test_async_limiter_on_sync_waits_for_the_fsync_off_the_event_loop(
+    path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync decision waiting for its fsync must not stop the other tasks."""
+    store = open_store(path, clocks, durability="sync")
+    real_db = store._db
+    fsyncing = threading.Event()
+    fsync_may_end = threading.Event()
+
+    class GatedDb:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_db, name)
+
+        def flush_wal(self, sync: bool = True) -> None:
+            fsyncing.set()
+            fsync_may_end.wait(timeout=5)  # a bound, so a blocked loop fails instead of hanging
+            real_db.flush_wal(sync)
+
+    monkeypatch.setattr(store, "_db", GatedDb())
+    limiter = AsyncLimiter(store)
+
+    async def scenario() -> tuple[bool, bool]:
+        decision = asyncio.ensure_future(limiter.acquire("k", Limit(5, 60.0)))
+        while not fsyncing.is_set():  # this task goes on while the decision is fsynced
+            await asyncio.sleep(0.001)
+        waiting_meanwhile = not decision.done()
+        fsync_may_end.set()
+        allowed = (await decision).allowed
+        monkeypatch.setattr(store, "_db", real_db)
+        await limiter.close()
+        return waiting_meanwhile, allowed
+
+    assert asyncio.run(scenario()) == (True, True)
 
 
 # -- closing, options, errors ---------------------------------------------------------
