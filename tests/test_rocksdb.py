@@ -555,6 +555,59 @@ def test_sync_answers_no_thread_before_the_fsync_of_its_state(
     assert early == []
 
 
+def test_sync_a_caller_interrupted_while_gathering_leaves_no_one_waiting(
+    path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first caller of a batch times the batch out; if it is interrupted
+    (a KeyboardInterrupt in its wait), the next caller must take that on."""
+    store = open_store(path, clocks, durability="sync")
+    limit = Limit(10, 3600.0)
+    first = threading.Event()
+
+    class InterruptedLock:
+        def acquire(self, timeout: float = -1) -> bool:
+            while len(store._sync_batch) < 2:  # the second caller waits behind it
+                time.sleep(0.001)
+            raise KeyboardInterrupt
+
+        def release(self) -> None:
+            pass
+
+    class FirstOneInterrupted(rocksdb_backend._Waiter):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            super().__init__()
+            if not first.is_set():
+                first.set()
+                self.lock = InterruptedLock()  # type: ignore[assignment]
+
+    monkeypatch.setattr(rocksdb_backend, "_Waiter", FirstOneInterrupted)
+    store._sync_want = 3  # a batch of three is expected: the first caller gathers
+    outcomes: dict[str, object] = {}
+
+    def call(key: str) -> None:
+        try:
+            outcomes[key] = store.try_acquire(key, (limit,), 1)
+        except KeyboardInterrupt:
+            outcomes[key] = "interrupted"
+
+    interrupted = threading.Thread(target=call, args=("a",))
+    interrupted.start()
+    while not first.is_set():
+        time.sleep(0.001)
+    second = threading.Thread(target=call, args=("b",))
+    second.start()
+    for thread in (interrupted, second):
+        thread.join(timeout=10)
+    assert outcomes == {"a": "interrupted", "b": True}
+    store.close()
+    clocks.restart()
+    with Limiter(open_store(path, clocks)) as limiter:  # both states were fsynced
+        # One token taken from each; peek reports what one more acquire would leave.
+        assert limiter.peek("a", limit).remaining == limiter.peek("b", limit).remaining == 8
+
+
 def test_async_limiter_on_sync_waits_for_the_fsync_off_the_event_loop(
     path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
