@@ -243,7 +243,7 @@ class _Waiter:
         self.gathers = False  # it waits a little for its batch to fill, then leads
         self.overdue = False  # it stopped gathering while another batch was in flight
         self.taken = False  # a leader took its batch: the answer is on its way
-        self.abandoned = False  # interrupted after that: it will not wake ``next`` itself
+        self.abandoned = False  # interrupted after that: the chain of wake-ups skips it
         self.woken = False
 
     def lead(self) -> None:
