@@ -13,10 +13,11 @@ Durability (``durability=``), and what each mode survives:
   ``kill -9`` with no acknowledged decision lost; a power loss or kernel
   crash may lose what the OS had not yet written back.
 - ``sync``: each decision is fsynced before it returns. Survives power loss
-  (on a disk that honours fsync). A syncer thread writes the states of all
-  waiting callers in one batch and fsyncs it once (group commit), outside
-  the store lock and with the GIL released (``flush_wal``): rocksdict holds
-  the GIL during a synced put, which would stall every thread.
+  (on a disk that honours fsync). Callers group-commit: one of them, the
+  leader, writes the states of all waiting callers in one batch and fsyncs
+  it once, outside the store lock and with the GIL released (``flush_wal``;
+  rocksdict holds the GIL during a synced put, which would stall every
+  thread). No background thread.
 - ``periodic``: write-behind. Decisions return at memory speed; a background
   thread writes the newest state of each changed bucket every
   ``flush_interval`` seconds, and fsyncs it. A crash (process or power) loses
@@ -109,10 +110,18 @@ _DISK_SWEEP_BATCH = 256
 # endless distinct unnamed limits just starts the cache over.
 _PREFIX_CACHE_MAX = 4096
 
-# sync: after answering a batch, the syncer waits up to this long for the
-# callers it just answered to come back before it fsyncs a smaller batch
-# (about one fsync; see the comment above RocksDBStore._enlist).
-_SYNC_GATHER_S = 0.0002
+# sync: the first caller of a batch waits for the others (those the last
+# fsync answered) up to _SYNC_GATHER_FSYNCS times the recent write + fsync
+# time, never more than _SYNC_GATHER_MAX_S, before it fsyncs a smaller batch
+# itself: a straggler left out costs one more fsync, so waiting for it is
+# worth about that much, and where fsync is cheap nobody waits for long.
+# Measured with 8 threads on 2 vCPUs (fsync ~0.2 ms; see the comment above
+# RocksDBStore._enlist): the others take 0.1-0.3 ms to come back; gathering
+# up to 0.2 ms left ~3% of the batches short, and the stragglers' threads,
+# still running, delayed the leader's return from its fsync; up to 0.5 or
+# 1 ms left 0.3% short and made ~8% more decisions a second.
+_SYNC_GATHER_FSYNCS = 2
+_SYNC_GATHER_MAX_S = 0.001
 
 WallClock = Callable[[], int]
 
@@ -199,23 +208,52 @@ def _store_error(exc: Exception, doing: str, path: str) -> StoreError:
 
 
 class _Waiter:
-    """One caller waiting for an fsync: a lock the syncer releases when done."""
+    """One caller waiting for an fsync; it sleeps on ``lock`` until woken.
 
-    __slots__ = ("error", "lock")
+    It is woken once: answered (``error`` is its batch's outcome; it then
+    wakes ``next``, the next caller of its batch), or told to lead (write
+    and fsync the batch itself). Its fields are written under the store
+    lock, before the wake that makes them visible.
+
+    >>> first, second = _Waiter(), _Waiter()
+    >>> first.next = second
+    >>> first.wake()
+    >>> first.lock.acquire(timeout=0), second.lock.acquire(timeout=0)
+    (True, False)
+    """
+
+    __slots__ = (
+        "abandoned",
+        "error",
+        "gathers",
+        "leads",
+        "lock",
+        "next",
+        "overdue",
+        "taken",
+        "woken",
+    )
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.lock.acquire()
         self.error: StoreError | None = None
+        self.next: _Waiter | None = None
+        self.leads = False  # it writes and fsyncs its batch
+        self.gathers = False  # it waits a little for its batch to fill, then leads
+        self.overdue = False  # it stopped gathering while another batch was in flight
+        self.taken = False  # a leader took its batch: the answer is on its way
+        self.abandoned = False  # interrupted after that: the chain of wake-ups skips it
+        self.woken = False
 
-    def done(self, error: StoreError | None) -> None:
-        self.error = error
-        self.lock.release()
+    def lead(self) -> None:
+        self.leads = True
+        self.wake()
 
-    def wait(self) -> None:
-        self.lock.acquire()
-        if self.error is not None:
-            raise self.error
+    def wake(self) -> None:
+        if not self.woken:
+            self.woken = True
+            self.lock.release()
 
 
 class _ClosedTable(dict[Any, Any]):
@@ -282,6 +320,8 @@ class RocksDBStore(MemoryStore):
     once with ``StoreLocked``). ``on_corrupt``: ``"raise"`` (``CorruptState``)
     or ``"empty"`` (log it and treat the bucket as empty, never as full).
     ``clock`` is monotonic ns; ``wall_clock`` is wall-clock ns (for tests).
+    ``blocking`` is true in ``sync`` mode, whose changing calls wait for an
+    fsync: ``AsyncLimiter`` runs those in a worker thread.
 
     >>> import tempfile, os
     >>> from bucketcore import Limit
@@ -315,6 +355,8 @@ class RocksDBStore(MemoryStore):
         self.on_corrupt = _choice("on_corrupt", on_corrupt, _ON_CORRUPT)
         self._periodic = self.durability == "periodic"
         self._group_commit = self.durability == "sync"
+        # Changing calls wait for an fsync: AsyncLimiter runs them in a thread.
+        self.blocking = self._group_commit
         # periodic and sync keep new states in memory (self._dirty) until a
         # flush writes them in one batch; wal writes each one as it is made.
         self._deferred = self._periodic or self._group_commit
@@ -328,14 +370,13 @@ class RocksDBStore(MemoryStore):
         self._prefixes: dict[str, bytes] = {}
         self._sweep_cursor = _BUCKET_TAG
         # sync (all under the store lock): the callers waiting for the next
-        # fsync, and whether the syncer is asleep (waiting for a kick).
+        # fsync, how many are expected, the one gathering them, and whether
+        # a leader is writing and fsyncing a batch.
         self._sync_batch: list[_Waiter] = []
         self._sync_want = 1
-        self._syncer_gathering = False
-        self._syncer_asleep = False
-        self._sync_stopping = False
-        self._kick = threading.Lock()  # released to wake the syncer
-        self._kick.acquire()
+        self._sync_gather_s = _SYNC_GATHER_MAX_S / 4  # until fsyncs are timed
+        self._sync_gatherer: _Waiter | None = None
+        self._syncing = False
         self._waiting = threading.local()  # the calling thread's _Waiter
         # periodic and sync: the newest unwritten state per bucket, (tat,
         # units) or None to delete; and the batch being written meanwhile.
@@ -369,12 +410,6 @@ class RocksDBStore(MemoryStore):
                 target=self._flush_periodically, name=f"bucketcore-flush {self.path}", daemon=True
             )
             self._flusher.start()
-        self._syncer: threading.Thread | None = None
-        if self._group_commit:
-            self._syncer = threading.Thread(
-                target=self._sync_forever, name=f"bucketcore-sync {self.path}", daemon=True
-            )
-            self._syncer.start()
 
     def __repr__(self) -> str:
         return f"RocksDBStore({self.path!r}, durability={self.durability!r})"
@@ -532,7 +567,7 @@ class RocksDBStore(MemoryStore):
         finally:
             lock.release()
         if self._group_commit:
-            self._waiting.waiter.wait()
+            self._settle()
         return True
 
     def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
@@ -563,7 +598,7 @@ class RocksDBStore(MemoryStore):
         finally:
             lock.release()
         if step.allowed and self._group_commit:
-            self._waiting.waiter.wait()
+            self._settle()
         return from_nanoseconds(step.allowed, step.remaining, step.retry_ns, step.reset_ns, limit)
 
     def _persist_one(self, limit: Limit, key: Key, tat: int, now_ns: int) -> None:
@@ -662,7 +697,7 @@ class RocksDBStore(MemoryStore):
 
     def _settle(self) -> None:
         if self._group_commit:
-            self._waiting.waiter.wait()
+            self._await_fsync(self._waiting.waiter)
 
     def _forget(self, bucket_ids: list[BucketId]) -> None:
         # The buckets are full: their records may go, and losing the delete
@@ -679,69 +714,162 @@ class RocksDBStore(MemoryStore):
 
     # -- sync: group commit ------------------------------------------------------
 
-    # Callers only wait: the syncer thread writes every pending state in one
-    # batch and fsyncs it with ``flush_wal`` (the GIL released), so no caller
-    # holds the store lock or the GIL through an fsync, and no caller appends
-    # to the WAL while it is being fsynced. Each waiter has its own lock, so
-    # answering a batch is no wake-up convoy on a shared Condition.
+    # There is no syncer thread: each caller enlists (under the store lock,
+    # its state pending in self._dirty) and then, with the lock released,
+    # either waits or leads. The caller that brings the batch to the expected
+    # size (those the last fsync answered, who usually come straight back)
+    # leads: it takes every pending state, writes them in one batch and
+    # fsyncs it with ``flush_wal`` (the GIL released), then answers the
+    # batch. The first caller of a batch gathers: if the batch has not filled
+    # in about two fsyncs' time, it leads a smaller one (a caller alone leads
+    # at once). No caller holds the store lock or the GIL through an fsync,
+    # and one leader at a time appends to the WAL and fsyncs it.
     #
-    # Measured with 8 threads (benchmarks/compare_rocksdb.py, 2 vCPUs): the
-    # first waiter fsyncing for the others batched ~4.4 decisions per fsync;
-    # a syncer that fsyncs at once settles into two alternating halves (4
-    # per fsync, ~2.1x the naive loop); waiting _SYNC_GATHER_S for the
-    # callers it just answered makes whole batches (~8 per fsync, 3-4x the
-    # naive loop there, ~7.7x when fsync is slow). What remains is CPU: each
-    # decision still costs a thread wake-up and a GIL hand-off (~45 us of
-    # CPU per decision measured, against ~120-200 us per fsync).
+    # Measured with 8 threads (2 vCPUs, ~8 decisions per fsync either way):
+    # the CPU time of the user code is small (~3 us a decision); what a
+    # batch costs besides its fsync is waking threads and handing over the
+    # GIL. A dedicated syncer thread paid two more hand-offs per batch (its
+    # own wake-up and the GIL back) and one more waiter to wake than a
+    # leader does. Waking all followers at once is a thundering herd: each
+    # wakes while the waker holds the GIL and sleeps again waiting for it
+    # (~3.1 context switches per decision); woken in a chain, each by the
+    # one before, most find the GIL free (~2.4), and the time between one
+    # fsync and the next fell by a quarter. The chain is in batch order, and
+    # each follower wakes the next before it returns to its caller, so no
+    # answer waits for anything but the GIL.
 
     def _enlist(self) -> None:
         """Queue the calling thread for the next fsync (the store lock is held)."""
         waiter = self._waiting.waiter = _Waiter()
-        batch = self._sync_batch
-        batch.append(waiter)
-        if self._syncer_asleep and (not self._syncer_gathering or len(batch) >= self._sync_want):
-            self._syncer_asleep = False
-            self._kick.release()
+        self._sync_batch.append(waiter)
 
-    def _sync_forever(self) -> None:
-        lock = self._lock
-        gathered = False
-        while True:
-            with lock:
-                if self._sync_stopping:
-                    return
-                batch = self._sync_batch
-                ready = bool(batch) and (gathered or len(batch) >= self._sync_want)
-                if ready:
-                    self._sync_batch = []
-                else:
-                    self._syncer_asleep = True
-                    self._syncer_gathering = bool(batch)
-            if not ready:
-                gathering = bool(batch)
-                self._kick.acquire(timeout=_SYNC_GATHER_S if gathering and _SYNC_GATHER_S else -1)
-                with lock:
-                    gathered = self._syncer_asleep  # nobody woke it: the wait timed out
-                    self._syncer_asleep = False
-                continue
-            gathered = False
-            error = None
-            try:
-                # Every state of this batch is pending by now, or was written
-                # by a flush() that holds the flush lock until it is fsynced.
-                with self._flush_lock:
-                    with lock:
-                        pending, now_ns = self._take_pending()
-                    if pending:
-                        self._write_pending(pending, now_ns)
-            except StoreError as exc:
-                error = exc
-                log.error("%s", error)
-            for waiter in batch:
-                waiter.done(error)
-            with lock:
-                # Those just answered usually come straight back: wait for them.
-                self._sync_want = len(batch) + len(self._sync_batch) if _SYNC_GATHER_S else 1
+    def _await_fsync(self, waiter: _Waiter) -> None:
+        """Return once ``waiter``'s state is fsynced, leading the batch if it falls to it.
+
+        Raises the batch's ``StoreError`` if the write or fsync failed.
+        """
+        with self._lock:
+            if not waiter.taken:
+                if not self._syncing and len(self._sync_batch) >= self._sync_want:
+                    self._syncing = waiter.leads = True
+                elif self._sync_gatherer is None:
+                    self._sync_gatherer = waiter
+                    waiter.gathers = True
+        timeout = self._sync_gather_s if waiter.gathers else -1
+        try:
+            if not waiter.leads and not waiter.lock.acquire(timeout=timeout):
+                self._stop_gathering(waiter)
+                if not waiter.leads:
+                    waiter.lock.acquire()
+        except BaseException:  # a KeyboardInterrupt, say: the others must not wait for it
+            self._abandon(waiter)
+            raise
+        if waiter.next is not None:
+            with self._lock:
+                self._wake_chain(waiter.next)
+        if waiter.leads:
+            self._lead()
+        if waiter.error is not None:
+            raise waiter.error
+
+    def _stop_gathering(self, waiter: _Waiter) -> None:
+        """The gatherer's wait timed out: lead a smaller batch, or be next."""
+        with self._lock:
+            if waiter.taken or waiter.leads:
+                return  # woken just now: its lock is released
+            if self._syncing:
+                waiter.overdue = True  # the leader in flight hands over when done
+            else:
+                self._syncing = waiter.leads = True
+
+    def _lead(self) -> None:
+        """Write and fsync every pending state, then answer the batch waiting for it."""
+        batch: list[_Waiter] = []
+        error: StoreError | None = None
+        took_ns = 0
+        try:
+            # Every state of this batch is pending by now, or was written by
+            # a flush() that holds the flush lock until it is fsynced.
+            with self._flush_lock:
+                with self._lock:
+                    batch, self._sync_batch = self._sync_batch, []
+                    self._sync_gatherer = None
+                    for waiter in batch:
+                        waiter.taken = True
+                    pending, now_ns = self._take_pending()
+                if pending:
+                    started = time.perf_counter_ns()
+                    self._write_pending(pending, now_ns)
+                    took_ns = time.perf_counter_ns() - started
+        except StoreError as exc:
+            error = exc
+            log.error("%s", error)
+        except BaseException:
+            error = StoreError(f"RocksDB store {self.path}: the fsync was interrupted")
+            raise
+        finally:
+            with self._lock:
+                self._answer(batch, error)
+                self._syncing = False
+                if took_ns:  # a moving average: one slow fsync does not decide
+                    gather_s = self._sync_gather_s * 7 / 8 + _SYNC_GATHER_FSYNCS * took_ns / 8e9
+                    self._sync_gather_s = min(gather_s, _SYNC_GATHER_MAX_S)
+                self._hand_over(len(batch))
+
+    def _answer(self, batch: list[_Waiter], error: StoreError | None) -> None:
+        """Tell ``batch`` its outcome and wake the first; each wakes the next (lock held)."""
+        first = None
+        for waiter in reversed(batch):
+            waiter.taken = True
+            waiter.error = error
+            if not waiter.leads:  # the leader is awake already
+                waiter.next = first
+                first = waiter
+        if first is not None:
+            self._wake_chain(first)
+
+    @staticmethod
+    def _wake_chain(waiter: _Waiter | None) -> None:
+        """Wake ``waiter``, or the first after it still there (the store lock is held)."""
+        while waiter is not None and waiter.abandoned:
+            waiter = waiter.next
+        if waiter is not None:
+            waiter.wake()
+
+    def _hand_over(self, answered: int) -> None:
+        """After a batch: pass the lead to the next one if it is due (the lock is held).
+
+        Those just answered usually come straight back: the next batch
+        expects them, and leads when it has them, or when its gatherer gave up.
+        """
+        want, self._sync_want = self._sync_want, answered + len(self._sync_batch)
+        gatherer = self._sync_gatherer
+        if gatherer is not None and (gatherer.overdue or len(self._sync_batch) >= want):
+            self._syncing = True
+            gatherer.lead()
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """An interrupted waiter leaves: its state stays pending, nobody waits for it."""
+        with self._lock:
+            if waiter.taken:
+                waiter.abandoned = True  # the chain of wake-ups goes round it
+                self._wake_chain(waiter.next)
+                return
+            if waiter not in self._sync_batch:
+                return
+            self._sync_batch.remove(waiter)
+            if waiter.leads:
+                self._syncing = False
+            if self._sync_gatherer is waiter:
+                self._sync_gatherer = None
+            if self._sync_batch and self._sync_gatherer is None:
+                # Nobody would time out for the rest: the first of them leads
+                # now, or right after the batch in flight.
+                first = self._sync_gatherer = self._sync_batch[0]
+                first.gathers = first.overdue = True
+                if not self._syncing:
+                    self._syncing = True
+                    first.lead()
 
     def _stop_syncing(self, error: StoreError | None) -> None:
         """Answer everyone still waiting, at close (the store lock is held).
@@ -749,9 +877,9 @@ class RocksDBStore(MemoryStore):
         Called after the final flush: what is queued is now fsynced, or
         failed with ``error``.
         """
-        for waiter in self._sync_batch:
-            waiter.done(error)
+        self._answer(self._sync_batch, error)
         self._sync_batch = []
+        self._sync_gatherer = None
 
     # -- periodic: write-behind ----------------------------------------------------
 
@@ -877,13 +1005,6 @@ class RocksDBStore(MemoryStore):
                 if self._flusher is not None:
                     self._stop.set()
                     self._flusher.join()
-                if self._syncer is not None:
-                    with self._lock:
-                        self._sync_stopping = True
-                        if self._syncer_asleep:
-                            self._syncer_asleep = False
-                            self._kick.release()
-                    self._syncer.join()
                 with self._lock:
                     self._tables = _ClosedTable()  # no new decisions from here on
                 self.flush()

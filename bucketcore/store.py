@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
@@ -86,9 +87,15 @@ class AsyncStore(Protocol):
 
 
 class SyncStoreAsAsync:
-    """An ``AsyncStore`` over a store that never blocks for long (memory).
+    """An ``AsyncStore`` over a synchronous store.
 
-    >>> import asyncio
+    A store that answers in microseconds (memory, rocksdb ``wal``) is called
+    on the event loop: a worker thread would cost far more than the call. A
+    store whose changing calls wait for I/O says so with a true ``blocking``
+    attribute (rocksdb ``sync`` waits for an fsync); those calls then run in
+    a worker thread (``asyncio.to_thread``), so the loop goes on meanwhile.
+    ``peek`` changes nothing, so it never waits for an fsync.
+
     >>> from bucketcore.memory import MemoryStore
     >>> asyncio.run(SyncStoreAsAsync(MemoryStore()).try_acquire("k", (Limit(1, 1),), 1))
     True
@@ -96,27 +103,43 @@ class SyncStoreAsAsync:
 
     def __init__(self, store: Store) -> None:
         self.sync_store = store
+        self.blocking = bool(getattr(store, "blocking", False))
 
     async def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
+        if self.blocking:
+            return await asyncio.to_thread(self.sync_store.acquire, key, limits, cost)
         return self.sync_store.acquire(key, limits, cost)
 
     async def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
+        if self.blocking:
+            return await asyncio.to_thread(self.sync_store.try_acquire, key, limits, cost)
         return self.sync_store.try_acquire(key, limits, cost)
 
     async def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         return self.sync_store.peek(key, limits, cost)
 
     async def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
+        if self.blocking:
+            return await asyncio.to_thread(self.sync_store.acquire_many, requests)
         return self.sync_store.acquire_many(requests)
 
     async def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
-        self.sync_store.refund(key, limits, tokens)
+        if self.blocking:
+            await asyncio.to_thread(self.sync_store.refund, key, limits, tokens)
+        else:
+            self.sync_store.refund(key, limits, tokens)
 
     async def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
-        self.sync_store.reset(key, limits)
+        if self.blocking:
+            await asyncio.to_thread(self.sync_store.reset, key, limits)
+        else:
+            self.sync_store.reset(key, limits)
 
     async def close(self) -> None:
-        self.sync_store.close()
+        if self.blocking:
+            await asyncio.to_thread(self.sync_store.close)
+        else:
+            self.sync_store.close()
 
 
 # scheme -> (module, extra to install). Each module has

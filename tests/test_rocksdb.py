@@ -8,6 +8,7 @@ is in ``test_rocksdb_process.py``.
 
 from __future__ import annotations
 
+import asyncio
 import doctest
 import logging
 import struct
@@ -23,6 +24,7 @@ import rocksdict
 
 import bucketcore.backends.rocksdb as rocksdb_backend
 from bucketcore import (
+    AsyncLimiter,
     ConfigurationError,
     CorruptState,
     Limit,
@@ -493,6 +495,152 @@ def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
     assert len(events) == 8
     monkeypatch.setattr(store, "_db", real_db)
     store.close()
+
+
+def test_sync_answers_no_thread_before_the_fsync_of_its_state(
+    path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each caller's newest record must be fsynced when its call returns.
+
+    The fake database notes, per caller key, the record each write left and
+    the record each fsync covered; a caller answered early (before the
+    write, or during the fsync) finds its synced record unchanged.
+    """
+    store = open_store(path, clocks, durability="sync")
+    real_db = store._db
+    limit = Limit(10_000, 3600.0)
+    keys = [f"thread-{index}" for index in range(8)]
+    record_keys = {key: rocksdb_backend._record_key((limit.identity, key)) for key in keys}
+    written: dict[str, bytes | None] = dict.fromkeys(keys)
+    synced: dict[str, bytes | None] = dict.fromkeys(keys)
+    guard = threading.Lock()
+
+    class SyncTrackingDb:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_db, name)
+
+        def write(self, batch: rocksdict.WriteBatch, options: rocksdict.WriteOptions) -> None:
+            real_db.write(batch, options)
+            with guard:
+                written.update((key, real_db.get(record_keys[key])) for key in keys)
+
+        def flush_wal(self, sync: bool = True) -> None:
+            with guard:
+                covered = dict(written)
+            time.sleep(0.001)  # an fsync long enough for an early answer to show
+            real_db.flush_wal(sync)
+            if sync:
+                with guard:
+                    synced.update(covered)
+
+    monkeypatch.setattr(store, "_db", SyncTrackingDb())
+    early: list[str] = []
+
+    def take_tokens(key: str) -> None:
+        for _ in range(30):
+            with guard:
+                before = synced[key]
+            assert store.try_acquire(key, (limit,), 1)  # a new record: the tat moves on
+            with guard:
+                if synced[key] == before:
+                    early.append(key)
+
+    threads = [threading.Thread(target=take_tokens, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.setattr(store, "_db", real_db)
+    store.close()
+    assert early == []
+
+
+def test_sync_a_caller_interrupted_while_gathering_leaves_no_one_waiting(
+    path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first caller of a batch times the batch out; if it is interrupted
+    (a KeyboardInterrupt in its wait), the next caller must take that on."""
+    store = open_store(path, clocks, durability="sync")
+    limit = Limit(10, 3600.0)
+    first = threading.Event()
+
+    class InterruptedLock:
+        def acquire(self, timeout: float = -1) -> bool:
+            while len(store._sync_batch) < 2:  # the second caller waits behind it
+                time.sleep(0.001)
+            raise KeyboardInterrupt
+
+        def release(self) -> None:
+            pass
+
+    class FirstOneInterrupted(rocksdb_backend._Waiter):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            super().__init__()
+            if not first.is_set():
+                first.set()
+                self.lock = InterruptedLock()  # type: ignore[assignment]
+
+    monkeypatch.setattr(rocksdb_backend, "_Waiter", FirstOneInterrupted)
+    store._sync_want = 3  # a batch of three is expected: the first caller gathers
+    outcomes: dict[str, object] = {}
+
+    def call(key: str) -> None:
+        try:
+            outcomes[key] = store.try_acquire(key, (limit,), 1)
+        except KeyboardInterrupt:
+            outcomes[key] = "interrupted"
+
+    interrupted = threading.Thread(target=call, args=("a",))
+    interrupted.start()
+    while not first.is_set():
+        time.sleep(0.001)
+    second = threading.Thread(target=call, args=("b",))
+    second.start()
+    for thread in (interrupted, second):
+        thread.join(timeout=10)
+    assert outcomes == {"a": "interrupted", "b": True}
+    store.close()
+    clocks.restart()
+    with Limiter(open_store(path, clocks)) as limiter:  # both states were fsynced
+        # One token taken from each; peek reports what one more acquire would leave.
+        assert limiter.peek("a", limit).remaining == limiter.peek("b", limit).remaining == 8
+
+
+def test_async_limiter_on_sync_waits_for_the_fsync_off_the_event_loop(
+    path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync decision waiting for its fsync must not stop the other tasks."""
+    store = open_store(path, clocks, durability="sync")
+    real_db = store._db
+    fsyncing = threading.Event()
+    fsync_may_end = threading.Event()
+
+    class GatedDb:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_db, name)
+
+        def flush_wal(self, sync: bool = True) -> None:
+            fsyncing.set()
+            fsync_may_end.wait(timeout=5)  # a bound, so a blocked loop fails instead of hanging
+            real_db.flush_wal(sync)
+
+    monkeypatch.setattr(store, "_db", GatedDb())
+    limiter = AsyncLimiter(store)
+
+    async def scenario() -> tuple[bool, bool]:
+        decision = asyncio.ensure_future(limiter.acquire("k", Limit(5, 60.0)))
+        while not fsyncing.is_set():  # this task goes on while the decision is fsynced
+            await asyncio.sleep(0.001)
+        waiting_meanwhile = not decision.done()
+        fsync_may_end.set()
+        allowed = (await decision).allowed
+        monkeypatch.setattr(store, "_db", real_db)
+        await limiter.close()
+        return waiting_meanwhile, allowed
+
+    assert asyncio.run(scenario()) == (True, True)
 
 
 # -- closing, options, errors ---------------------------------------------------------
