@@ -57,7 +57,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 from urllib.parse import SplitResult
 
-from bucketcore._gcra import evaluate
+from bucketcore._gcra import clamped, evaluate
 from bucketcore._keys import canonical_key, check_call
 from bucketcore.decision import Decision, from_nanoseconds
 from bucketcore.errors import (
@@ -561,6 +561,9 @@ class RocksDBStore(MemoryStore):
                 tat = bucket[0]
                 after = (now if tat < now else tat) + cost * limit.token_units
                 if after - now > limit.capacity_units:
+                    # Undo a clock step back, if any, as memory:// does (in
+                    # memory only: a record read back is clamped on load).
+                    bucket[0] = clamped(limit, tat, now)
                     return False
                 self._persist_one(limit, key, after, now_ns)
                 bucket[0] = after
@@ -595,6 +598,8 @@ class RocksDBStore(MemoryStore):
                     self._create(limit, key, step.tat, now_ns)
                 else:
                     bucket[0] = step.tat
+            elif bucket is not None:
+                bucket[0] = step.tat  # clamped after a clock step back, as in try_acquire
         finally:
             lock.release()
         if step.allowed and self._group_commit:
