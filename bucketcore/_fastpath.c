@@ -1,9 +1,9 @@
-/* bucketcore._fastpath: the single-limit try_acquire and acquire of memory:// (and of
- * rocksdb:// in wal mode) in C.
+/* bucketcore._fastpath: try_acquire and acquire of memory:// (and the single-limit
+ * ones of rocksdb:// in wal mode) in C.
  *
  * The pure-Python MemoryStore (bucketcore/memory.py) is the reference and
  * decides every case; this module only answers the commonest call faster:
- * one Limit, an ASCII str key, an int cost, and numbers within 125 bits.
+ * up to eight Limits, an ASCII str key, an int cost, numbers within 125 bits.
  * Anything else is handed, unchanged, to the Python method it stands in for,
  * so both paths share one lock, one set of tables and one arithmetic
  * (see bucketcore/_gcra.py for its derivation).
@@ -461,6 +461,23 @@ persist(FastPath *self, PyObject *identity, PyObject *key, long long units, wide
     return DECIDE_DONE;
 }
 
+/* store._create(limit, key, tat, now_ns): a new bucket, and now and then a sweep. */
+static int
+create(FastPath *self, PyObject *limit, PyObject *key, wide tat, long long now_ns)
+{
+    PyObject *tat_object = wide_to_int(tat);
+    PyObject *now_object = tat_object == NULL ? NULL : PyLong_FromLongLong(now_ns);
+    PyObject *created = now_object == NULL ? NULL
+        : PyObject_CallFunctionObjArgs(self->create, limit, key, tat_object, now_object, NULL);
+    Py_XDECREF(tat_object);
+    Py_XDECREF(now_object);
+    if (created == NULL) {
+        return -1;
+    }
+    Py_DECREF(created);
+    return 0;
+}
+
 /* Decide `cost` tokens of `limit` for `key` with the lock held.
  * The GCRA of bucketcore/_gcra.py on 128-bit integers: with
  * debt = max(tat, now) - now, a call is allowed iff debt + cost * token_units
@@ -503,16 +520,9 @@ decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Ou
             *out = (Outcome){0, capacity / token_units, NEVER, 0};
             return DECIDE_DONE;
         }
-        PyObject *tat_object = wide_to_int(now + need);
-        PyObject *now_object = tat_object == NULL ? NULL : PyLong_FromLongLong(now_ns);
-        PyObject *created = now_object == NULL ? NULL
-            : PyObject_CallFunctionObjArgs(self->create, limit, key, tat_object, now_object, NULL);
-        Py_XDECREF(tat_object);
-        Py_XDECREF(now_object);
-        if (created == NULL) {
+        if (create(self, limit, key, now + need, now_ns) < 0) {
             return DECIDE_ERROR;
         }
-        Py_DECREF(created);
         *out = (Outcome){1, (capacity - need) / token_units, 0, ceil_div(need, units)};
         return DECIDE_DONE;
     }
@@ -560,7 +570,160 @@ decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Ou
     return DECIDE_DONE;
 }
 
-/* Parse (key, limit, cost=) and decide; DECIDE_FALL_BACK for any other call shape. */
+/* One limit of a call of several: its bucket read and evaluated, before any change. */
+typedef struct {
+    PyObject *limit; /* borrowed, as the call's arguments are */
+    PyObject *identity;
+    long long units;
+    wide state_if_allowed;
+    Outcome outcome;
+} LimitStep;
+
+#define MAX_FAST_LIMITS 8 /* more limits in one call take the Python path */
+
+/* Evaluate `cost` against one limit's bucket, as MemoryStore._tat and
+ * _gcra.evaluate do (a bucket beyond empty is clamped back in place). */
+static int
+evaluate_limit(FastPath *self, PyObject *key, PyObject *limit, long long cost, long long now_ns,
+               LimitStep *step)
+{
+    long long units, token_units;
+    wide capacity, tat;
+    int usable;
+    if (!as_int64(SLOT(limit, self->limit_units_per_ns), &units)
+        || !as_int64(SLOT(limit, self->limit_token_units), &token_units)
+        || units < 1 || token_units < 1) {
+        return DECIDE_FALL_BACK;
+    }
+    usable = as_wide(SLOT(limit, self->limit_capacity_units), &capacity);
+    if (usable != 1) {
+        return usable < 0 ? DECIDE_ERROR : DECIDE_FALL_BACK;
+    }
+    PyObject *identity = SLOT(limit, self->limit_identity);
+    if (identity == NULL || !PyUnicode_CheckExact(identity)) {
+        return DECIDE_FALL_BACK;
+    }
+    wide now = (wide)now_ns * units;
+    wide need = (wide)cost * token_units;
+    wide start = now;
+    PyObject *table = PyDict_GetItemWithError(self->tables, identity);
+    PyObject *bucket = table == NULL ? NULL : PyDict_GetItemWithError(table, key);
+    if (bucket == NULL && PyErr_Occurred()) {
+        return DECIDE_ERROR;
+    }
+    if (bucket != NULL) {
+        if (!PyList_CheckExact(bucket) || PyList_GET_SIZE(bucket) != 2) {
+            return DECIDE_FALL_BACK;
+        }
+        if (PyList_GET_ITEM(bucket, 1) != limit) {
+            PyObject *same =
+                PyObject_CallFunctionObjArgs(self->check_same_limit, bucket, limit, NULL);
+            if (same == NULL) {
+                return DECIDE_ERROR;
+            }
+            Py_DECREF(same);
+        }
+        usable = as_wide(PyList_GET_ITEM(bucket, 0), &tat);
+        if (usable != 1) {
+            return usable < 0 ? DECIDE_ERROR : DECIDE_FALL_BACK;
+        }
+        start = tat < now ? now : (tat > now + capacity ? now + capacity : tat);
+        if (start != tat && store_tat(bucket, start) < 0) {
+            return DECIDE_ERROR;
+        }
+    }
+    wide debt = (start - now) + need;
+    step->limit = limit;
+    step->identity = identity;
+    step->units = units;
+    step->state_if_allowed = now + debt;
+    if (debt <= capacity) {
+        step->outcome = (Outcome){1, (capacity - debt) / token_units, 0, ceil_div(debt, units)};
+    }
+    else {
+        wide debt_now = start - now;
+        wide retry_ns = need > capacity ? NEVER : ceil_div(debt - capacity, units);
+        step->outcome =
+            (Outcome){0, (capacity - debt_now) / token_units, retry_ns, ceil_div(debt_now, units)};
+    }
+    return DECIDE_DONE;
+}
+
+/* The binding limit, as memory.decision_from_steps picks it: allowed, the
+ * fewest tokens left (then the longest reset); denied, the longest wait
+ * (never first, then fewest tokens). Ties go to the first. */
+static Py_ssize_t
+binding_step(const LimitStep *steps, Py_ssize_t count, int allowed)
+{
+    Py_ssize_t best = 0;
+    for (Py_ssize_t i = 1; i < count; i++) {
+        const Outcome *a = &steps[i].outcome, *b = &steps[best].outcome;
+        int better;
+        if (allowed) {
+            better = a->remaining < b->remaining
+                || (a->remaining == b->remaining && a->reset_ns > b->reset_ns);
+        }
+        else {
+            int a_never = a->retry_ns == NEVER, b_never = b->retry_ns == NEVER;
+            better = a_never > b_never
+                || (a_never == b_never
+                    && (a->retry_ns > b->retry_ns
+                        || (a->retry_ns == b->retry_ns && a->remaining < b->remaining)));
+        }
+        if (better) {
+            best = i;
+        }
+    }
+    return best;
+}
+
+/* Decide a call of several limits with the lock held: all or nothing, as
+ * MemoryStore._decide does (memory:// only: rocksdb:// writes them in one
+ * batch, which is the Python path's). */
+static int
+decide_many_locked(FastPath *self, PyObject *key, PyObject *const *limits, Py_ssize_t count,
+                   long long cost, PyObject **binding, Outcome *out)
+{
+    LimitStep steps[MAX_FAST_LIMITS];
+    long long now_ns;
+    int status = read_clock(self->clock, CLOCK_MONOTONIC, &now_ns);
+    if (status != DECIDE_DONE) {
+        return status;
+    }
+    int allowed = 1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        status = evaluate_limit(self, key, limits[i], cost, now_ns, &steps[i]);
+        if (status != DECIDE_DONE) {
+            return status;
+        }
+        allowed &= steps[i].outcome.allowed;
+    }
+    if (allowed) {
+        for (Py_ssize_t i = 0; i < count; i++) {
+            /* Looked up again: creating an earlier limit's bucket may have
+             * swept this one away (it was full), as MemoryStore._set_tat knows. */
+            PyObject *table = PyDict_GetItemWithError(self->tables, steps[i].identity);
+            PyObject *bucket = table == NULL ? NULL : PyDict_GetItemWithError(table, key);
+            if (bucket == NULL && PyErr_Occurred()) {
+                return DECIDE_ERROR;
+            }
+            if (bucket != NULL) {
+                if (store_tat(bucket, steps[i].state_if_allowed) < 0) {
+                    return DECIDE_ERROR;
+                }
+            }
+            else if (create(self, steps[i].limit, key, steps[i].state_if_allowed, now_ns) < 0) {
+                return DECIDE_ERROR;
+            }
+        }
+    }
+    Py_ssize_t index = binding_step(steps, count, allowed);
+    *binding = steps[index].limit;
+    *out = steps[index].outcome;
+    return DECIDE_DONE;
+}
+
+/* Parse (key, *limits, cost=) and decide; DECIDE_FALL_BACK for any other call shape. */
 static int
 fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
             PyObject **limit, Outcome *out)
@@ -570,7 +733,9 @@ fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         PyErr_SetString(PyExc_TypeError, "FastPath was never initialised");
         return DECIDE_ERROR;
     }
-    if (nargs != 2 || self->closed) {
+    Py_ssize_t count = nargs - 1; /* the limits after the key */
+    if (count < 1 || count > MAX_FAST_LIMITS || self->closed
+        || (count > 1 && self->put != NULL)) {
         return DECIDE_FALL_BACK;
     }
     if (kwnames != NULL) {
@@ -581,23 +746,39 @@ fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         if (name != cost_name && !(PyUnicode_Check(name) && PyUnicode_Compare(name, cost_name) == 0)) {
             return DECIDE_FALL_BACK;
         }
-        if (!as_int64(args[2], &cost) || cost < 1) {
+        if (!as_int64(args[nargs], &cost) || cost < 1) {
             return DECIDE_FALL_BACK;
         }
     }
     PyObject *key = args[0];
-    *limit = args[1];
+    PyObject *const *limits = args + 1;
     if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_ASCII(key)
-        || PyUnicode_GET_LENGTH(key) > self->max_key_length
-        || Py_TYPE(*limit) != (PyTypeObject *)self->limit_type) {
+        || PyUnicode_GET_LENGTH(key) > self->max_key_length) {
         return DECIDE_FALL_BACK;
     }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (Py_TYPE(limits[i]) != (PyTypeObject *)self->limit_type) {
+            return DECIDE_FALL_BACK;
+        }
+        PyObject *identity = SLOT(limits[i], self->limit_identity);
+        if (identity == NULL || !PyUnicode_CheckExact(identity)) {
+            return DECIDE_FALL_BACK;
+        }
+        for (Py_ssize_t j = 0; j < i; j++) { /* the same limit twice: Python says so */
+            PyObject *other = SLOT(limits[j], self->limit_identity);
+            if (identity == other || PyUnicode_Compare(identity, other) == 0) {
+                return DECIDE_FALL_BACK;
+            }
+        }
+    }
+    *limit = limits[0];
     PyObject *locked = PyObject_CallNoArgs(self->lock_acquire);
     if (locked == NULL) {
         return DECIDE_ERROR;
     }
     Py_DECREF(locked);
-    int status = decide_locked(self, key, *limit, cost, out);
+    int status = count == 1 ? decide_locked(self, key, *limit, cost, out)
+                            : decide_many_locked(self, key, limits, count, cost, limit, out);
     if (status == DECIDE_ERROR) {
         PyObject *type, *value, *traceback; /* release, and keep the first error */
         PyErr_Fetch(&type, &value, &traceback);
@@ -728,7 +909,7 @@ static PyType_Spec FastPath_spec = {
 static struct PyModuleDef fastpath_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "bucketcore._fastpath",
-    .m_doc = "memory://'s single-limit try_acquire and acquire in C (see bucketcore.memory).",
+    .m_doc = "memory://'s try_acquire and acquire in C (see bucketcore.memory).",
     .m_size = -1,
 };
 

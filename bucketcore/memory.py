@@ -9,7 +9,7 @@ each call that creates a bucket also sweeps a little of a snapshot of the
 tables (see ``_sweep``). No thread, and no live bucket is ever reset.
 
 Where the C module ``bucketcore._fastpath`` was built, it answers the
-commonest call (one ``Limit``, an ASCII ``str`` key) on these same tables
+commonest calls (up to eight ``Limit``s, an ASCII ``str`` key) on these same tables
 under this same lock; the Python methods here remain the reference and
 decide every other call (tests/test_fastpath.py holds the two equal).
 
@@ -68,7 +68,7 @@ PURE_PYTHON_VARIABLE = "BUCKETCORE_PURE_PYTHON"
 
 
 def fast_path_available() -> bool:
-    """True when ``MemoryStore`` answers its single-limit calls in C.
+    """True when ``MemoryStore`` answers its commonest calls in C.
 
     The C module (``bucketcore/_fastpath.c``) is built when a compiler is
     there; ``BUCKETCORE_PURE_PYTHON=1`` switches it off, e.g. to compare.
@@ -133,7 +133,7 @@ class MemoryStore:
             self._bind_fast_path(MemoryStore)
 
     def _bind_fast_path(self, cls: type[MemoryStore], **write_through: Any) -> None:
-        # The C path answers one Limit with an ASCII str key exactly as
+        # The C path answers up to eight Limits with an ASCII str key as
         # ``cls``'s checked_* methods do, under the same lock and on the same
         # tables; any other call it hands to them unchanged.
         self._fast = _fastpath.FastPath(

@@ -85,7 +85,9 @@ STEPS = st.one_of(
     st.integers(-(10**10), -1),  # a clock stepping back: the clamp must agree too
     st.integers(1, 10**17),  # years at once
 )
-OPS = st.sampled_from(["acquire", "try_acquire", "acquire_cost", "both_limits", "refund", "reset"])
+OPS = st.sampled_from(
+    ["acquire", "try_acquire", "acquire_cost", "two", "three", "twice", "refund", "reset"]
+)
 COSTS = st.one_of(st.integers(1, 12), st.integers(1, 10**12))
 
 
@@ -104,8 +106,14 @@ def _call(store: MemoryStore, op: str, key: Any, limits: list[Limit], cost: int)
             return store.checked_try_acquire(key, limits[0], cost=cost)
         if op == "acquire_cost":
             return store.checked_acquire(key, limits[0], cost=cost)
-        if op == "both_limits":
-            return store.checked_acquire(key, *limits, cost=cost)
+        if op == "two":
+            return store.checked_acquire(key, limits[0], limits[1], cost=cost)
+        if op == "three":  # in another order: the binding limit's ties go to the first
+            return store.checked_try_acquire(key, limits[2], limits[0], limits[1], cost=cost), (
+                store.checked_acquire(key, limits[1], limits[2], limits[0], cost=cost)
+            )
+        if op == "twice":  # the same limit twice is an error
+            return store.checked_acquire(key, limits[0], limits[0])
         if op == "refund":
             return store.refund(key, tuple(limits), cost)
         return store.reset(key, tuple(limits))
@@ -116,7 +124,7 @@ def _call(store: MemoryStore, op: str, key: Any, limits: list[Limit], cost: int)
 @needs_fast_path
 @settings(max_examples=400, deadline=None)
 @given(
-    limits=st.lists(_limits(), min_size=2, max_size=2),
+    limits=st.lists(_limits(), min_size=3, max_size=3),
     start_ns=st.one_of(st.just(0), st.integers(1, 10**15), st.integers(10**17, 2**62)),
     script=st.lists(st.tuples(STEPS, OPS, KEYS, COSTS), max_size=40),
 )
@@ -150,6 +158,39 @@ def test_values_beyond_64_bits_agree(monkeypatch: pytest.MonkeyPatch) -> None:
             clock.advance(ns=10**15)
 
 
+@needs_fast_path
+def test_several_limits_agree_while_the_sweep_drops_full_buckets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Creating the first limit's bucket may sweep away the second's (full)
+    # one in the same call: it must be created again, not updated in limbo.
+    clock = FakeClock()
+    fast, pure = MemoryStore(clock=clock), pure_store(monkeypatch, clock)
+    quick = Limit(10**6, 1.0, burst=10)  # full again within 10 us
+    slow = Limit(1, 3600.0, burst=5)
+    keys = [f"user-{i}" for i in range(500)]
+    for key in keys:
+        assert fast.checked_acquire(key, quick) == pure.checked_acquire(key, quick)
+    clock.advance(1.0)  # every quick bucket is full (and may be swept) now
+    for key in keys:
+        assert fast.checked_acquire(key, slow, quick, cost=2) == pure.checked_acquire(
+            key, slow, quick, cost=2
+        )
+        assert fast.checked_try_acquire(key, quick, slow, cost=4) is pure.checked_try_acquire(
+            key, quick, slow, cost=4
+        )
+    assert _states(fast) == _states(pure)
+    assert len(fast._tables[quick.identity]) == len(keys)
+
+
+@pytest.mark.parametrize("cost", [1, 3, 9])  # allowed, denied, never
+def test_a_tie_for_the_binding_limit_goes_to_the_first_given(cost: int) -> None:
+    first, second = Limit(3, 1.0, name="first"), Limit(3, 1.0, name="second")
+    store = MemoryStore(clock=FakeClock())
+    assert store.checked_acquire("k", first, second, cost=cost).limit is first
+    assert store.checked_acquire("j", second, first, cost=cost).limit is second
+
+
 # -- errors and odd calls are the Python path's --------------------------------------
 
 
@@ -176,6 +217,10 @@ def _outcome(call: Any, *args: Any, **kwargs: Any) -> object:
         (("k",), {}),
         (("k", "1/s"), {}),
         (("k", Limit(1, 1), Limit(2, 1)), {}),
+        (("k", Limit(1, 1), Limit(1, 1)), {}),
+        (("k", Limit(1, 1, name="a"), Limit(2, 1, name="a")), {}),
+        (("k", *(Limit(n, 1) for n in range(1, 10))), {}),  # more than C takes
+        (("k", Limit(1, 1), "1/s"), {}),
     ],
 )
 def test_odd_and_bad_calls_are_answered_as_the_python_path_does(
@@ -238,10 +283,10 @@ def test_a_clock_that_returns_no_int_is_left_to_python(monkeypatch: pytest.Monke
 @pytest.mark.usefixtures("switch_threads_constantly")
 @pytest.mark.parametrize("round_", range(5))
 def test_c_and_python_callers_of_one_bucket_share_its_lock(round_: int) -> None:
-    # Single-limit calls go through C, two-limit calls through Python; a C
-    # call that slipped between the Python path's read and write would be lost
-    # and grant more than the burst. The clock is Python code, so C calls
-    # also give up the GIL in the middle of their own read-modify-write.
+    # str keys go through C, the same key as bytes through Python; a C call
+    # that slipped between the Python path's read and write would be lost and
+    # grant more than the burst. The clock is Python code, so C calls also
+    # give up the GIL in the middle of their own read-modify-write.
     now = [10**12]
     limiter = Limiter(clock=lambda: now[0])
     shared = Limit(3000, 365 * 86400.0)
@@ -251,8 +296,9 @@ def test_c_and_python_callers_of_one_bucket_share_its_lock(round_: int) -> None:
 
     def worker(index: int) -> None:
         start.wait()
-        limits = (shared,) if index % 2 else (shared, roomy)
-        granted[index] = sum(limiter.try_acquire("k", *limits) for _ in range(800))
+        key = "k" if index % 2 else b"k"
+        limits = (shared,) if index % 4 < 2 else (shared, roomy)
+        granted[index] = sum(limiter.try_acquire(key, *limits) for _ in range(800))
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -281,7 +327,7 @@ def _records(store: Any) -> dict[bytes, bytes]:
 @needs_fast_path
 @settings(max_examples=60, deadline=None)
 @given(
-    limits=st.lists(_limits(), min_size=2, max_size=2),
+    limits=st.lists(_limits(), min_size=3, max_size=3),
     # A monotonic clock may read below zero (its origin is arbitrary): the
     # record's divmod must then round down, as Python's does.
     start_ns=st.sampled_from([-(10**13) - 1, 0, 10**15]),
