@@ -68,7 +68,14 @@ from bucketcore.errors import (
     StoreLocked,
 )
 from bucketcore.limit import Limit
-from bucketcore.memory import BucketId, Change, Key, MemoryStore, fast_path_available
+from bucketcore.memory import (
+    BucketId,
+    Change,
+    CheckedCalls,
+    Key,
+    MemoryStore,
+    fast_path_available,
+)
 from bucketcore.store import Clock, split_options
 
 try:
@@ -523,8 +530,18 @@ class RocksDBStore(MemoryStore):
         """
         return self.acquire(key, check_call(key, limits, cost), cost)
 
-    def checked_calls(self) -> tuple[Callable[..., bool], Callable[..., Decision]] | None:
-        """The two entry points above, for the Limiter (see ``MemoryStore.checked_calls``).
+    def checked_peek(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
+        """``Limiter.peek`` for rocksdb://: it validates, then looks.
+
+        >>> import tempfile, os
+        >>> store = RocksDBStore(os.path.join(tempfile.mkdtemp(), "db"))
+        >>> store.checked_peek("alice", Limit(3, 60.0)).remaining, store.close()
+        (2, None)
+        """
+        return self.peek(key, check_call(key, limits, cost), cost)
+
+    def checked_calls(self) -> CheckedCalls | None:
+        """The entry points above, for the Limiter (see ``MemoryStore.checked_calls``).
 
         >>> import tempfile, os
         >>> store = RocksDBStore(os.path.join(tempfile.mkdtemp(), "db"))
@@ -533,7 +550,7 @@ class RocksDBStore(MemoryStore):
         """
         if type(self) is not RocksDBStore:
             return None
-        return self.checked_try_acquire, self.checked_acquire
+        return self.checked_try_acquire, self.checked_acquire, self.checked_peek
 
     def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
         if len(limits) != 1:

@@ -28,6 +28,11 @@ def test_acquire_hot_key(benchmark, limiter: Limiter) -> None:  # type: ignore[n
     benchmark(limiter.acquire, "hot", ALWAYS)
 
 
+@pytest.mark.benchmark(group="memory: one hot key, allowed")
+def test_peek_hot_key(benchmark, limiter: Limiter) -> None:  # type: ignore[no-untyped-def]
+    benchmark(limiter.peek, "hot", ALWAYS)
+
+
 @pytest.mark.benchmark(group="memory: one hot key, denied")
 def test_acquire_denied(benchmark, limiter: Limiter) -> None:  # type: ignore[no-untyped-def]
     limiter.acquire("spent", NEVER_AGAIN)

@@ -1,5 +1,5 @@
-/* bucketcore._fastpath: try_acquire and acquire of memory:// (and the single-limit
- * ones of rocksdb:// in wal mode) in C.
+/* bucketcore._fastpath: try_acquire, acquire and peek of memory:// (and the
+ * single-limit try_acquire and acquire of rocksdb:// in wal mode) in C.
  *
  * The pure-Python MemoryStore (bucketcore/memory.py) is the reference and
  * decides every case; this module only answers the commonest call faster:
@@ -65,6 +65,7 @@ typedef struct {
     PyObject *decision_type;
     PyObject *slow_try_acquire; /* the Python methods this one stands in for */
     PyObject *slow_acquire;
+    PyObject *slow_peek;
     PyObject *create;           /* store._create(limit, key, tat, now_ns) */
     PyObject *check_same_limit; /* MemoryStore._check_same_limit(bucket, limit) */
     PyObject *seconds_at_least; /* decision.seconds_at_least(ns), for >= 2**53 ns */
@@ -116,27 +117,30 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {
         "tables", "lock", "clock", "limit_type", "decision_type", "slow_try_acquire",
-        "slow_acquire", "create", "check_same_limit", "seconds_at_least", "max_key_length",
-        "put", "write_options", "wall_clock", "record_prefixes", "record_version", NULL,
+        "slow_acquire", "slow_peek", "create", "check_same_limit", "seconds_at_least",
+        "max_key_length", "put", "write_options", "wall_clock", "record_prefixes",
+        "record_version", NULL,
     };
     PyObject *tables = NULL, *lock = NULL, *clock = NULL, *limit_type = NULL;
     PyObject *decision_type = NULL, *slow_try_acquire = NULL, *slow_acquire = NULL;
+    PyObject *slow_peek = NULL;
     PyObject *create = NULL, *check_same_limit = NULL, *seconds_at_least = NULL;
     PyObject *put = NULL, *write_options = Py_None, *wall_clock = NULL, *record_prefixes = NULL;
     Py_ssize_t max_key_length = -1;
     int record_version = 0;
     /* All keyword-only; the format cannot say which are required, so check below. */
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!OOO!O!OOOOOnOOOO!i:FastPath", keywords, &PyDict_Type, &tables,
+            args, kwargs, "|$O!OOO!O!OOOOOOnOOOO!i:FastPath", keywords, &PyDict_Type, &tables,
             &lock, &clock, &PyType_Type, &limit_type, &PyType_Type, &decision_type,
-            &slow_try_acquire, &slow_acquire, &create, &check_same_limit, &seconds_at_least,
+            &slow_try_acquire, &slow_acquire, &slow_peek, &create, &check_same_limit,
+            &seconds_at_least,
             &max_key_length, &put, &write_options, &wall_clock, &PyDict_Type, &record_prefixes,
             &record_version)) {
         return -1;
     }
     if (tables == NULL || lock == NULL || clock == NULL || limit_type == NULL
         || decision_type == NULL || slow_try_acquire == NULL || slow_acquire == NULL
-        || create == NULL || check_same_limit == NULL || seconds_at_least == NULL
+        || slow_peek == NULL || create == NULL || check_same_limit == NULL || seconds_at_least == NULL
         || max_key_length < 0) {
         PyErr_SetString(PyExc_TypeError, "FastPath needs every argument up to max_key_length");
         return -1;
@@ -193,6 +197,7 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
     self->decision_type = Py_NewRef(decision_type);
     self->slow_try_acquire = Py_NewRef(slow_try_acquire);
     self->slow_acquire = Py_NewRef(slow_acquire);
+    self->slow_peek = Py_NewRef(slow_peek);
     self->create = Py_NewRef(create);
     self->check_same_limit = Py_NewRef(check_same_limit);
     self->seconds_at_least = Py_NewRef(seconds_at_least);
@@ -224,6 +229,7 @@ FastPath_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->decision_type);
     Py_VISIT(self->slow_try_acquire);
     Py_VISIT(self->slow_acquire);
+    Py_VISIT(self->slow_peek);
     Py_VISIT(self->create);
     Py_VISIT(self->check_same_limit);
     Py_VISIT(self->seconds_at_least);
@@ -245,6 +251,7 @@ FastPath_clear(FastPath *self)
     Py_CLEAR(self->decision_type);
     Py_CLEAR(self->slow_try_acquire);
     Py_CLEAR(self->slow_acquire);
+    Py_CLEAR(self->slow_peek);
     Py_CLEAR(self->create);
     Py_CLEAR(self->check_same_limit);
     Py_CLEAR(self->seconds_at_least);
@@ -679,10 +686,10 @@ binding_step(const LimitStep *steps, Py_ssize_t count, int allowed)
 
 /* Decide a call of several limits with the lock held: all or nothing, as
  * MemoryStore._decide does (memory:// only: rocksdb:// writes them in one
- * batch, which is the Python path's). */
+ * batch, which is the Python path's). `consume` 0 is a peek: nothing taken. */
 static int
 decide_many_locked(FastPath *self, PyObject *key, PyObject *const *limits, Py_ssize_t count,
-                   long long cost, PyObject **binding, Outcome *out)
+                   long long cost, int consume, PyObject **binding, Outcome *out)
 {
     LimitStep steps[MAX_FAST_LIMITS];
     long long now_ns;
@@ -698,7 +705,7 @@ decide_many_locked(FastPath *self, PyObject *key, PyObject *const *limits, Py_ss
         }
         allowed &= steps[i].outcome.allowed;
     }
-    if (allowed) {
+    if (allowed && consume) {
         for (Py_ssize_t i = 0; i < count; i++) {
             /* Looked up again: creating an earlier limit's bucket may have
              * swept this one away (it was full), as MemoryStore._set_tat knows. */
@@ -723,10 +730,11 @@ decide_many_locked(FastPath *self, PyObject *key, PyObject *const *limits, Py_ss
     return DECIDE_DONE;
 }
 
-/* Parse (key, *limits, cost=) and decide; DECIDE_FALL_BACK for any other call shape. */
+/* Parse (key, *limits, cost=) and decide (`consume` 0: peek); DECIDE_FALL_BACK for
+ * any other call shape. */
 static int
 fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-            PyObject **limit, Outcome *out)
+            int consume, PyObject **limit, Outcome *out)
 {
     long long cost = 1;
     if (self->tables == NULL) {
@@ -735,7 +743,7 @@ fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     }
     Py_ssize_t count = nargs - 1; /* the limits after the key */
     if (count < 1 || count > MAX_FAST_LIMITS || self->closed
-        || (count > 1 && self->put != NULL)) {
+        || ((count > 1 || !consume) && self->put != NULL)) {
         return DECIDE_FALL_BACK;
     }
     if (kwnames != NULL) {
@@ -777,8 +785,10 @@ fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         return DECIDE_ERROR;
     }
     Py_DECREF(locked);
-    int status = count == 1 ? decide_locked(self, key, *limit, cost, out)
-                            : decide_many_locked(self, key, limits, count, cost, limit, out);
+    /* A peek of one limit is a call of one limit that takes nothing. */
+    int status = count == 1 && consume
+        ? decide_locked(self, key, *limit, cost, out)
+        : decide_many_locked(self, key, limits, count, cost, consume, limit, out);
     if (status == DECIDE_ERROR) {
         PyObject *type, *value, *traceback; /* release, and keep the first error */
         PyErr_Fetch(&type, &value, &traceback);
@@ -844,7 +854,7 @@ FastPath_try_acquire(FastPath *self, PyObject *const *args, size_t nargsf, PyObj
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *limit;
     Outcome outcome;
-    switch (fast_decide(self, args, nargs, kwnames, &limit, &outcome)) {
+    switch (fast_decide(self, args, nargs, kwnames, 1, &limit, &outcome)) {
     case DECIDE_DONE:
         return Py_NewRef(outcome.allowed ? Py_True : Py_False);
     case DECIDE_FALL_BACK:
@@ -860,11 +870,27 @@ FastPath_acquire(FastPath *self, PyObject *const *args, size_t nargsf, PyObject 
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *limit;
     Outcome outcome;
-    switch (fast_decide(self, args, nargs, kwnames, &limit, &outcome)) {
+    switch (fast_decide(self, args, nargs, kwnames, 1, &limit, &outcome)) {
     case DECIDE_DONE:
         return new_decision(self, limit, &outcome);
     case DECIDE_FALL_BACK:
         return PyObject_Vectorcall(self->slow_acquire, args, nargs, kwnames);
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *
+FastPath_peek(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *limit;
+    Outcome outcome;
+    switch (fast_decide(self, args, nargs, kwnames, 0, &limit, &outcome)) {
+    case DECIDE_DONE:
+        return new_decision(self, limit, &outcome);
+    case DECIDE_FALL_BACK:
+        return PyObject_Vectorcall(self->slow_peek, args, nargs, kwnames);
     default:
         return NULL;
     }
@@ -885,6 +911,8 @@ static PyMethodDef FastPath_methods[] = {
      "try_acquire(key, *limits, cost=1) -> bool: MemoryStore.checked_try_acquire, faster."},
     {"acquire", (PyCFunction)(void (*)(void))FastPath_acquire, METH_FASTCALL | METH_KEYWORDS,
      "acquire(key, *limits, cost=1) -> Decision: MemoryStore.checked_acquire, faster."},
+    {"peek", (PyCFunction)(void (*)(void))FastPath_peek, METH_FASTCALL | METH_KEYWORDS,
+     "peek(key, *limits, cost=1) -> Decision: MemoryStore.checked_peek, faster."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -909,7 +937,7 @@ static PyType_Spec FastPath_spec = {
 static struct PyModuleDef fastpath_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "bucketcore._fastpath",
-    .m_doc = "memory://'s try_acquire and acquire in C (see bucketcore.memory).",
+    .m_doc = "memory://'s try_acquire, acquire and peek in C (see bucketcore.memory).",
     .m_size = -1,
 };
 

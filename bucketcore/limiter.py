@@ -164,7 +164,7 @@ class Limiter:
             # memory:// decides in a couple of hundred nanoseconds, more than
             # this class's own call layer would add: let the store's
             # validating entry points answer directly (close() removes them).
-            self.try_acquire, self.acquire = checked  # type: ignore[method-assign]
+            self.try_acquire, self.acquire, self.peek = checked  # type: ignore[method-assign]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Limiter:
@@ -197,7 +197,8 @@ class Limiter:
         >>> Limiter().try_acquire("alice", Limit(10, 1.0), Limit(100, 60.0))
         True
         """
-        # memory:// and rocksdb:// never come here: __init__ binds their entry points.
+        # memory:// and rocksdb:// never come here (nor to acquire and peek):
+        # __init__ binds their own validating entry points.
         return self._store.try_acquire(key, check_call(key, limits, cost), cost)
 
     def acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
@@ -275,8 +276,8 @@ class Limiter:
     def close(self) -> None:
         """Release the store; later calls raise ``StoreClosed``."""
         store, self._store = self._store, cast(Store, _ClosedStore())
-        self.__dict__.pop("try_acquire", None)
-        self.__dict__.pop("acquire", None)
+        for bound in ("try_acquire", "acquire", "peek"):
+            self.__dict__.pop(bound, None)
         store.close()
 
     def __enter__(self) -> Limiter:

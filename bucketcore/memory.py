@@ -32,7 +32,14 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from bucketcore._gcra import NEVER, Step, clamped, evaluate, refunded
-from bucketcore._keys import MAX_KEY_BYTES, canonical_key, check_cost, check_key, check_limits
+from bucketcore._keys import (
+    MAX_KEY_BYTES,
+    canonical_key,
+    check_call,
+    check_cost,
+    check_key,
+    check_limits,
+)
 from bucketcore.decision import Decision, _DecisionDraft, from_nanoseconds, seconds_at_least
 from bucketcore.errors import ConfigurationError
 from bucketcore.limit import Limit
@@ -50,6 +57,8 @@ BucketId = tuple[str, Key]  # (limit.identity, canonical key): what write-throug
 Bucket = list[Any]  # [tat: int, limit: Limit]; a list so the hot path updates in place
 Table = dict[Key, Bucket]
 Change = tuple[BucketId, Limit, int | None]
+# checked_try_acquire, checked_acquire, checked_peek: the Limiter's signatures
+CheckedCalls = tuple[Callable[..., bool], Callable[..., Decision], Callable[..., Decision]]
 
 _INF = math.inf
 _EXACT_FLOAT_INT = 2**53  # seconds_at_least's fast case, inlined in acquire
@@ -68,7 +77,7 @@ PURE_PYTHON_VARIABLE = "BUCKETCORE_PURE_PYTHON"
 
 
 def fast_path_available() -> bool:
-    """True when ``MemoryStore`` answers its commonest calls in C.
+    """True when ``MemoryStore`` answers its commonest calls (and peeks) in C.
 
     The C module (``bucketcore/_fastpath.c``) is built when a compiler is
     there; ``BUCKETCORE_PURE_PYTHON=1`` switches it off, e.g. to compare.
@@ -144,6 +153,7 @@ class MemoryStore:
             decision_type=Decision,
             slow_try_acquire=types.MethodType(cls.checked_try_acquire, self),
             slow_acquire=types.MethodType(cls.checked_acquire, self),
+            slow_peek=types.MethodType(cls.checked_peek, self),
             create=self._create,
             check_same_limit=self._check_same_limit,
             seconds_at_least=seconds_at_least,
@@ -152,9 +162,10 @@ class MemoryStore:
         )
         self.checked_try_acquire = self._fast.try_acquire  # type: ignore[method-assign]
         self.checked_acquire = self._fast.acquire  # type: ignore[method-assign]
+        self.checked_peek = self._fast.peek  # type: ignore[method-assign]
 
-    def checked_calls(self) -> tuple[Callable[..., bool], Callable[..., Decision]] | None:
-        """``checked_try_acquire`` and ``checked_acquire``, if they are safe to call.
+    def checked_calls(self) -> CheckedCalls | None:
+        """``checked_try_acquire``, ``checked_acquire`` and ``checked_peek``, if safe.
 
         They take ``Limiter.try_acquire``'s arguments and validate them, so
         the Limiter can hand its calls straight to them. Only the class that
@@ -165,7 +176,7 @@ class MemoryStore:
         """
         if type(self) is not MemoryStore:
             return None
-        return self.checked_try_acquire, self.checked_acquire
+        return self.checked_try_acquire, self.checked_acquire, self.checked_peek
 
     # -- hooks for write-through subclasses (called with the lock held) ----
 
@@ -302,6 +313,14 @@ class MemoryStore:
 
     def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         return self._decide(key, limits, cost, consume=False)
+
+    def checked_peek(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
+        """``Limiter.peek`` for memory://: it validates, then looks.
+
+        >>> MemoryStore().checked_peek("alice", Limit(3, 1.0)).remaining
+        2
+        """
+        return self.peek(key, check_call(key, limits, cost), cost)
 
     def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
         return [self.acquire(key, limits, cost) for key, limits, cost in requests]

@@ -86,7 +86,7 @@ STEPS = st.one_of(
     st.integers(1, 10**17),  # years at once
 )
 OPS = st.sampled_from(
-    ["acquire", "try_acquire", "acquire_cost", "two", "three", "twice", "refund", "reset"]
+    ["acquire", "try_acquire", "acquire_cost", "two", "three", "twice", "peek", "refund", "reset"]
 )
 COSTS = st.one_of(st.integers(1, 12), st.integers(1, 10**12))
 
@@ -114,6 +114,10 @@ def _call(store: MemoryStore, op: str, key: Any, limits: list[Limit], cost: int)
             )
         if op == "twice":  # the same limit twice is an error
             return store.checked_acquire(key, limits[0], limits[0])
+        if op == "peek":
+            return store.checked_peek(key, limits[0], cost=cost), store.checked_peek(
+                key, limits[1], limits[2], limits[0], cost=cost
+            )
         if op == "refund":
             return store.refund(key, tuple(limits), cost)
         return store.reset(key, tuple(limits))
@@ -228,7 +232,7 @@ def test_odd_and_bad_calls_are_answered_as_the_python_path_does(
 ) -> None:
     clock = FakeClock()
     pure, fast = pure_store(monkeypatch, clock), MemoryStore(clock=clock)
-    for method in ("checked_try_acquire", "checked_acquire"):
+    for method in ("checked_try_acquire", "checked_acquire", "checked_peek"):
         expected = _outcome(getattr(pure, method), *args, **kwargs)
         assert _outcome(getattr(fast, method), *args, **kwargs) == expected
 
