@@ -848,52 +848,41 @@ new_decision(FastPath *self, PyObject *limit, const Outcome *outcome)
     return decision;
 }
 
+/* One of the three calls: decide in C, or hand the call unchanged to `slow`. */
 static PyObject *
-FastPath_try_acquire(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+answer(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames, int consume,
+       int full, PyObject *slow)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *limit;
     Outcome outcome;
-    switch (fast_decide(self, args, nargs, kwnames, 1, &limit, &outcome)) {
+    switch (fast_decide(self, args, nargs, kwnames, consume, &limit, &outcome)) {
     case DECIDE_DONE:
-        return Py_NewRef(outcome.allowed ? Py_True : Py_False);
+        return full ? new_decision(self, limit, &outcome)
+                    : Py_NewRef(outcome.allowed ? Py_True : Py_False);
     case DECIDE_FALL_BACK:
-        return PyObject_Vectorcall(self->slow_try_acquire, args, nargs, kwnames);
+        return PyObject_Vectorcall(slow, args, nargs, kwnames);
     default:
         return NULL;
     }
+}
+
+static PyObject *
+FastPath_try_acquire(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return answer(self, args, nargsf, kwnames, 1, 0, self->slow_try_acquire);
 }
 
 static PyObject *
 FastPath_acquire(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *limit;
-    Outcome outcome;
-    switch (fast_decide(self, args, nargs, kwnames, 1, &limit, &outcome)) {
-    case DECIDE_DONE:
-        return new_decision(self, limit, &outcome);
-    case DECIDE_FALL_BACK:
-        return PyObject_Vectorcall(self->slow_acquire, args, nargs, kwnames);
-    default:
-        return NULL;
-    }
+    return answer(self, args, nargsf, kwnames, 1, 1, self->slow_acquire);
 }
 
 static PyObject *
 FastPath_peek(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *limit;
-    Outcome outcome;
-    switch (fast_decide(self, args, nargs, kwnames, 0, &limit, &outcome)) {
-    case DECIDE_DONE:
-        return new_decision(self, limit, &outcome);
-    case DECIDE_FALL_BACK:
-        return PyObject_Vectorcall(self->slow_peek, args, nargs, kwnames);
-    default:
-        return NULL;
-    }
+    return answer(self, args, nargsf, kwnames, 0, 1, self->slow_peek);
 }
 
 static PyObject *
