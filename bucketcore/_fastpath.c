@@ -485,111 +485,25 @@ create(FastPath *self, PyObject *limit, PyObject *key, wide tat, long long now_n
     return 0;
 }
 
-/* Decide `cost` tokens of `limit` for `key` with the lock held.
- * The GCRA of bucketcore/_gcra.py on 128-bit integers: with
- * debt = max(tat, now) - now, a call is allowed iff debt + cost * token_units
- * <= capacity. A value out of range falls back before anything changes. */
-static int
-decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Outcome *out)
-{
-    long long units, token_units, now_ns;
-    wide capacity, tat;
-    int usable;
-    if (!as_int64(SLOT(limit, self->limit_units_per_ns), &units)
-        || !as_int64(SLOT(limit, self->limit_token_units), &token_units)
-        || units < 1 || token_units < 1) {
-        return DECIDE_FALL_BACK;
-    }
-    usable = as_wide(SLOT(limit, self->limit_capacity_units), &capacity);
-    if (usable != 1) {
-        return usable < 0 ? DECIDE_ERROR : DECIDE_FALL_BACK;
-    }
-    PyObject *identity = SLOT(limit, self->limit_identity);
-    if (identity == NULL || !PyUnicode_CheckExact(identity)) {
-        return DECIDE_FALL_BACK;
-    }
-    int status = read_clock(self->clock, CLOCK_MONOTONIC, &now_ns);
-    if (status != DECIDE_DONE) {
-        return status;
-    }
-    wide now = (wide)now_ns * units;
-    wide need = (wide)cost * token_units;
-    PyObject *table = PyDict_GetItemWithError(self->tables, identity);
-    PyObject *bucket = table == NULL ? NULL : PyDict_GetItemWithError(table, key);
-    if (bucket == NULL) {
-        if (PyErr_Occurred()) {
-            return DECIDE_ERROR;
-        }
-        if (self->put != NULL) { /* the Python path loads it from disk */
-            return DECIDE_FALL_BACK;
-        }
-        if (need > capacity) { /* a missing bucket is full; denied, and stays full */
-            *out = (Outcome){0, capacity / token_units, NEVER, 0};
-            return DECIDE_DONE;
-        }
-        if (create(self, limit, key, now + need, now_ns) < 0) {
-            return DECIDE_ERROR;
-        }
-        *out = (Outcome){1, (capacity - need) / token_units, 0, ceil_div(need, units)};
-        return DECIDE_DONE;
-    }
-    if (!PyList_CheckExact(bucket) || PyList_GET_SIZE(bucket) != 2) {
-        return DECIDE_FALL_BACK;
-    }
-    if (PyList_GET_ITEM(bucket, 1) != limit) { /* raises if the name's rate changed */
-        PyObject *same = PyObject_CallFunctionObjArgs(self->check_same_limit, bucket, limit, NULL);
-        if (same == NULL) {
-            return DECIDE_ERROR;
-        }
-        Py_DECREF(same);
-    }
-    usable = as_wide(PyList_GET_ITEM(bucket, 0), &tat);
-    if (usable != 1) {
-        return usable < 0 ? DECIDE_ERROR : DECIDE_FALL_BACK;
-    }
-    /* start = max(tat, now), but never beyond an empty bucket (a clock step back). */
-    wide start = tat < now ? now : (tat > now + capacity ? now + capacity : (wide)tat);
-    wide debt = (start - now) + need; /* in [0, capacity + need]: no overflow */
-    if (debt <= capacity) {
-        if (self->put != NULL) {
-            status = persist(self, identity, key, units, now + debt, now_ns);
-            if (status != DECIDE_DONE) {
-                return status;
-            }
-        }
-        if (store_tat(bucket, now + debt) < 0) {
-            return DECIDE_ERROR;
-        }
-        *out = (Outcome){1, (capacity - debt) / token_units, 0, ceil_div(debt, units)};
-        return DECIDE_DONE;
-    }
-    if (start != tat) {
-        if (self->put != NULL) {
-            return DECIDE_FALL_BACK;
-        }
-        if (store_tat(bucket, start) < 0) {
-            return DECIDE_ERROR;
-        }
-    }
-    wide debt_now = start - now;
-    wide retry_ns = need > capacity ? NEVER : ceil_div(debt - capacity, units);
-    *out = (Outcome){0, (capacity - debt_now) / token_units, retry_ns, ceil_div(debt_now, units)};
-    return DECIDE_DONE;
-}
-
-/* One limit of a call of several: its bucket read and evaluated, before any change. */
+/* One limit of a call: its bucket read and evaluated, before any change. */
 typedef struct {
     PyObject *limit; /* borrowed, as the call's arguments are */
     PyObject *identity;
+    PyObject *bucket; /* borrowed from its table, or NULL: not in memory */
     long long units;
     wide state_if_allowed;
+    wide state_if_not; /* the bucket clamped to empty, if a clock step back put it beyond */
+    int clamped;       /* state_if_not differs from what the bucket holds */
     Outcome outcome;
 } LimitStep;
 
 #define MAX_FAST_LIMITS 8 /* more limits in one call take the Python path */
 
-/* Evaluate `cost` against one limit's bucket, as MemoryStore._tat and
- * _gcra.evaluate do (a bucket beyond empty is clamped back in place). */
+/* Evaluate `cost` against one limit's bucket with the lock held, changing
+ * nothing: _gcra.evaluate on 128-bit integers. With debt = max(tat, now) -
+ * now, a call is allowed iff debt + cost * token_units <= capacity. A value
+ * out of range falls back, and so, in write-through mode, does a bucket not
+ * in memory (the Python path loads it from disk). */
 static int
 evaluate_limit(FastPath *self, PyObject *key, PyObject *limit, long long cost, long long now_ns,
                LimitStep *step)
@@ -612,17 +526,23 @@ evaluate_limit(FastPath *self, PyObject *key, PyObject *limit, long long cost, l
     }
     wide now = (wide)now_ns * units;
     wide need = (wide)cost * token_units;
-    wide start = now;
+    wide start = now; /* a bucket not in memory is full */
     PyObject *table = PyDict_GetItemWithError(self->tables, identity);
     PyObject *bucket = table == NULL ? NULL : PyDict_GetItemWithError(table, key);
-    if (bucket == NULL && PyErr_Occurred()) {
-        return DECIDE_ERROR;
+    if (bucket == NULL) {
+        if (PyErr_Occurred()) {
+            return DECIDE_ERROR;
+        }
+        if (self->put != NULL) {
+            return DECIDE_FALL_BACK;
+        }
     }
+    step->clamped = 0;
     if (bucket != NULL) {
         if (!PyList_CheckExact(bucket) || PyList_GET_SIZE(bucket) != 2) {
             return DECIDE_FALL_BACK;
         }
-        if (PyList_GET_ITEM(bucket, 1) != limit) {
+        if (PyList_GET_ITEM(bucket, 1) != limit) { /* raises if the name's rate changed */
             PyObject *same =
                 PyObject_CallFunctionObjArgs(self->check_same_limit, bucket, limit, NULL);
             if (same == NULL) {
@@ -634,16 +554,17 @@ evaluate_limit(FastPath *self, PyObject *key, PyObject *limit, long long cost, l
         if (usable != 1) {
             return usable < 0 ? DECIDE_ERROR : DECIDE_FALL_BACK;
         }
+        /* max(tat, now), but never beyond an empty bucket (a clock step back) */
         start = tat < now ? now : (tat > now + capacity ? now + capacity : tat);
-        if (start != tat && store_tat(bucket, start) < 0) {
-            return DECIDE_ERROR;
-        }
+        step->clamped = start != tat;
     }
-    wide debt = (start - now) + need;
+    wide debt = (start - now) + need; /* in [0, capacity + need]: no overflow */
     step->limit = limit;
     step->identity = identity;
+    step->bucket = bucket;
     step->units = units;
     step->state_if_allowed = now + debt;
+    step->state_if_not = start;
     if (debt <= capacity) {
         step->outcome = (Outcome){1, (capacity - debt) / token_units, 0, ceil_div(debt, units)};
     }
@@ -653,6 +574,53 @@ evaluate_limit(FastPath *self, PyObject *key, PyObject *limit, long long cost, l
         step->outcome =
             (Outcome){0, (capacity - debt_now) / token_units, retry_ns, ceil_div(debt_now, units)};
     }
+    return DECIDE_DONE;
+}
+
+/* Store what `step` leaves when the call takes nothing: its bucket clamped,
+ * as MemoryStore._tat does. Write-through stores leave that to Python. */
+static int
+settle_untaken(FastPath *self, const LimitStep *step)
+{
+    if (!step->clamped) {
+        return DECIDE_DONE;
+    }
+    if (self->put != NULL) {
+        return DECIDE_FALL_BACK;
+    }
+    return store_tat(step->bucket, step->state_if_not) < 0 ? DECIDE_ERROR : DECIDE_DONE;
+}
+
+/* Decide `cost` tokens of one limit for `key` with the lock held; in
+ * write-through mode the new state is written before memory changes. */
+static int
+decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Outcome *out)
+{
+    long long now_ns;
+    LimitStep step;
+    int status = read_clock(self->clock, CLOCK_MONOTONIC, &now_ns);
+    if (status == DECIDE_DONE) {
+        status = evaluate_limit(self, key, limit, cost, now_ns, &step);
+    }
+    if (status != DECIDE_DONE) {
+        return status;
+    }
+    if (step.outcome.allowed) {
+        if (self->put != NULL) { /* the bucket is in memory: evaluate_limit saw to it */
+            status = persist(self, step.identity, key, step.units, step.state_if_allowed, now_ns);
+            if (status != DECIDE_DONE) {
+                return status;
+            }
+        }
+        if (step.bucket != NULL ? store_tat(step.bucket, step.state_if_allowed) < 0
+                                : create(self, limit, key, step.state_if_allowed, now_ns) < 0) {
+            return DECIDE_ERROR;
+        }
+    }
+    else if ((status = settle_untaken(self, &step)) != DECIDE_DONE) {
+        return status;
+    }
+    *out = step.outcome;
     return DECIDE_DONE;
 }
 
@@ -721,6 +689,13 @@ decide_many_locked(FastPath *self, PyObject *key, PyObject *const *limits, Py_ss
             }
             else if (create(self, steps[i].limit, key, steps[i].state_if_allowed, now_ns) < 0) {
                 return DECIDE_ERROR;
+            }
+        }
+    }
+    else { /* nothing created, so nothing swept: the buckets looked at are still there */
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if ((status = settle_untaken(self, &steps[i])) != DECIDE_DONE) {
+                return status;
             }
         }
     }
