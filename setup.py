@@ -1,4 +1,4 @@
-"""The C fast path of memory:// (everything else is configured in pyproject.toml).
+"""The C fast path of memory:// and rocksdb:// wal (the rest is in pyproject.toml).
 
 It is optional: without a C compiler, or on another Python than CPython, the
 build skips it and bucketcore runs its pure-Python path, which decides the

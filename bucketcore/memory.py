@@ -9,9 +9,10 @@ each call that creates a bucket also sweeps a little of a snapshot of the
 tables (see ``_sweep``). No thread, and no live bucket is ever reset.
 
 Where the C module ``bucketcore._fastpath`` was built, it answers the
-commonest calls (up to eight ``Limit``s, an ASCII ``str`` key) on these same tables
-under this same lock; the Python methods here remain the reference and
-decide every other call (tests/test_fastpath.py holds the two equal).
+commonest calls (up to eight ``Limit``s, an ASCII ``str`` key) on these
+same tables under this same lock; the Python methods here remain the
+reference and decide every other call (tests/test_fastpath.py holds the
+two equal).
 
 >>> from bucketcore import Limit
 >>> store = MemoryStore(clock=lambda: 0)
