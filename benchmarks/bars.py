@@ -1,4 +1,4 @@
-"""DESIGN §5's bars, as ratios between two cases of one measured group.
+"""docs/design.md §6's bars, as ratios between two cases of one measured group.
 
 Every bar compares two cases that were measured in the same group, round
 for round, so it is a ratio from one run. ``ratio`` is always

@@ -156,7 +156,7 @@ def measure(
 
 def summary(results: dict[str, Any]) -> list[str]:
     """The bars, as printed at the end of a run."""
-    lines = ["", "bars (DESIGN §5), from this run:"]
+    lines = ["", "bars (docs/design.md §6), from this run:"]
     for row in results["bars"]:
         ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}"
         lines.append(

@@ -12,7 +12,7 @@ then measures, with interleaved rounds and the best round of each case kept
 - repeated denied calls answered by the deny cache, and without it.
 
 It prints ns per decision, the ratios and PASS/FAIL against the bars
-(DESIGN §5): single <= 1.15x raw EVALSHA; batch of 100 >= 8x single-call
+(docs/design.md §6): single <= 1.15x raw EVALSHA; batch of 100 >= 8x single-call
 throughput; async with 50 tasks >= 2x one synchronous connection.
 
     python -m benchmarks.compare_redis            # about half a minute

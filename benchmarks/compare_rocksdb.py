@@ -4,7 +4,7 @@
     python -m benchmarks.compare_rocksdb --quick    # a few seconds, noisier
 
 Prints ns per decision (and decisions per second for the fsync cases), the
-ratios, and PASS/FAIL against the bars of DESIGN.md section 5:
+ratios, and PASS/FAIL against the bars of docs/design.md §6:
 
 - ``wal`` at most 10x memory per decision (``try_acquire`` and ``acquire``);
 - ``sync`` with 8 threads at least 4x the throughput of a naive loop that

@@ -238,7 +238,7 @@ PYRATE = "pyrate-limiter token bucket"
 LIMITS_FIXED = "limits fixed window"
 LIMITS_MOVING = "limits moving window"
 LIMITS_SLIDING = "limits sliding window"
-# DESIGN §5: bucketcore's try_acquire is at least 8x faster than each of these.
+# docs/design.md §6: bucketcore's try_acquire is at least 8x faster than each of these.
 PEERS_8X = (THROTTLED, PYRATE, LIMITS_FIXED, LIMITS_MOVING, LIMITS_SLIDING)
 
 

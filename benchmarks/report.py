@@ -225,7 +225,7 @@ _HOW_TO_READ = [
 
 
 def _bars_section(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["## The bars (DESIGN §5), from this run", ""]
+    lines = ["## The bars (docs/design.md §6), from this run", ""]
     passed = sum(row["result"] == bar_specs.PASS for row in rows)
     lines.append(f"{passed} of {len(rows)} bars pass.")
     lines.append("")

@@ -9,7 +9,7 @@ traffic replays in milliseconds and every library sees the same instants.
 
 The reference is the exact token bucket (``fractions.Fraction``, no
 rounding) on the same instants; its ``burst + rate * t`` is the contract's
-upper bound for a greedy client (DESIGN §3). A library that grants more
+upper bound for a greedy client (docs/design.md §3). A library that grants more
 than the exact bucket lets traffic through that the limit forbids; one that
 grants fewer throttles a client that was within its limit.
 """

@@ -1,4 +1,4 @@
-"""The contract every backend keeps (DESIGN §2-§3), run on each backend.
+"""The contract every backend keeps (docs/design.md §2-§3), run on each backend.
 
 These run on the backend's real clock (Redis uses the server's), so every
 limit here refills so slowly that a test's own duration cannot matter.

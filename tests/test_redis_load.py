@@ -76,7 +76,7 @@ def _steady(limiter: Limiter, limit: Limit, seconds: float) -> tuple[int, float,
 
 
 def _assert_exact(limit: Limit, granted: int, inner: float, outer: float) -> None:
-    """DESIGN §3: at most burst + rate * t, at least that minus one."""
+    """docs/design.md §3: at most burst + rate * t, at least that minus one."""
     assert limit.burst + limit.rate * inner - 1 <= granted, (limit, granted, inner)
     assert granted <= limit.burst + limit.rate * outer, (limit, granted, outer)
 
