@@ -63,8 +63,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import SplitResult, urlunsplit
 
-from bucketcore._gcra import NEVER, Step, evaluate
-from bucketcore._keys import key_bytes
+from bucketcore._gcra import NEVER, Step, decision_from_steps, evaluate
+from bucketcore._keys import Key, key_bytes
 from bucketcore.decision import Decision, from_nanoseconds, make_decision
 from bucketcore.errors import (
     BucketError,
@@ -74,7 +74,6 @@ from bucketcore.errors import (
     StoreUnavailable,
 )
 from bucketcore.limit import Limit
-from bucketcore.memory import decision_from_steps
 from bucketcore.store import Clock, Request, split_options
 
 try:
@@ -127,7 +126,6 @@ SCRIPT = resources.files("bucketcore.backends").joinpath("lua/gcra.lua").read_by
 SCRIPT_SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
 """Its SHA1, the name EVALSHA calls it by."""
 
-Key = str | bytes
 
 # The script's exactness bounds (see lua/gcra.lua): remainders below 2^52,
 # debts below 2^50 microseconds.

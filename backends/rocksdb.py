@@ -58,7 +58,7 @@ from typing import Any, NoReturn
 from urllib.parse import SplitResult
 
 from bucketcore._gcra import clamped, evaluate
-from bucketcore._keys import canonical_key, check_call
+from bucketcore._keys import Key, canonical_key, check_call
 from bucketcore.decision import Decision, from_nanoseconds
 from bucketcore.errors import (
     ConfigurationError,
@@ -72,7 +72,6 @@ from bucketcore.memory import (
     BucketId,
     Change,
     CheckedCalls,
-    Key,
     MemoryStore,
     fast_path_available,
 )

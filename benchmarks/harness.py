@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-Key = str | bytes
+from bucketcore._keys import Key
+
 Decide = Callable[[Key], object]
 
 FLOOR = "floor"

@@ -10,7 +10,7 @@
  *
  * Why C: a decision in Python costs a few hundred nanoseconds, most of it
  * interpreter overhead, next to a dict, a lock and a clock read that every
- * exact limiter pays. DESIGN §5 asks for that floor.
+ * exact limiter pays. docs/design.md §6 asks for that floor.
  *
  * Write-through (rocksdb:// in wal mode): given `put`, an allowed decision on
  * a resident bucket is written as its fixed 25-byte record before memory
@@ -624,7 +624,7 @@ decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Ou
     return DECIDE_DONE;
 }
 
-/* The binding limit, as memory.decision_from_steps picks it: allowed, the
+/* The binding limit, as _gcra.decision_from_steps picks it: allowed, the
  * fewest tokens left (then the longest reset); denied, the longest wait
  * (never first, then fewest tokens). Ties go to the first. */
 static Py_ssize_t

@@ -24,11 +24,13 @@ Every function here takes ``now`` (integer nanoseconds) and reads no clock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
+from bucketcore.decision import Decision, from_nanoseconds
 from bucketcore.limit import Limit
 
-__all__ = ["NEVER", "Step", "clamped", "evaluate", "is_full", "refunded"]
+__all__ = ["NEVER", "Step", "clamped", "decision_from_steps", "evaluate", "is_full", "refunded"]
 
 NEVER = -1
 """``Step.retry_ns`` when the cost exceeds the burst: no wait is long enough."""
@@ -108,3 +110,27 @@ def is_full(limit: Limit, tat: int, now_ns: int) -> bool:
     True
     """
     return tat <= now_ns * limit.units_per_ns
+
+
+def _binding(steps: Sequence[Step], allowed: bool) -> int:
+    """Index of the binding limit: longest wait if denied, fewest tokens if allowed."""
+    indices = range(len(steps))
+    if allowed:
+        return min(indices, key=lambda i: (steps[i].remaining, -steps[i].reset_ns))
+    return max(
+        indices,
+        key=lambda i: (steps[i].retry_ns == NEVER, steps[i].retry_ns, -steps[i].remaining),
+    )
+
+
+def decision_from_steps(limits: Sequence[Limit], steps: Sequence[Step]) -> Decision:
+    """Combine per-limit steps into the call's ``Decision`` (all-or-nothing).
+
+    >>> limits = (Limit(1, 1.0), Limit(5, 1.0))
+    >>> decision_from_steps(limits, [evaluate(l, None, 0, 1) for l in limits]).limit.tokens
+    1
+    """
+    allowed = all(step.allowed for step in steps)
+    index = 0 if len(steps) == 1 else _binding(steps, allowed)
+    step = steps[index]
+    return from_nanoseconds(allowed, step.remaining, step.retry_ns, step.reset_ns, limits[index])

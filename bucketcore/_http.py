@@ -197,10 +197,6 @@ def binding_decision(decisions: Sequence[Decision]) -> Decision:
     return min(decisions, key=lambda d: (d.remaining, -d.reset_after))
 
 
-def _name(limit: Limit) -> str:
-    return limit.name if limit.name is not None else str(limit)
-
-
 def denied_body(decision: Decision) -> bytes:
     """The JSON body of a 429: what was exceeded and when to come back.
 
@@ -213,7 +209,7 @@ def denied_body(decision: Decision) -> bytes:
     # The header's own rounding, so body and Retry-After never disagree.
     header = decision.headers().get("Retry-After")
     retry = None if header is None else int(header)
-    body = {"error": "rate_limited", "limit": _name(decision.limit), "retry_after": retry}
+    body = {"error": "rate_limited", "limit": decision.limit.label, "retry_after": retry}
     return json.dumps(body).encode() + b"\n"
 
 

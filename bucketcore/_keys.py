@@ -16,6 +16,7 @@ from bucketcore.limit import Limit
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "Key",
     "canonical_key",
     "check_call",
     "check_cost",
@@ -27,6 +28,7 @@ __all__ = [
 MAX_KEY_BYTES = 4096
 
 Key = str | bytes
+"""A user key: ``str`` (stored as UTF-8) or ``bytes``."""
 
 
 def check_key(key: object) -> None:

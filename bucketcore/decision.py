@@ -99,7 +99,7 @@ class Decision:
         '2'
         """
         limit = self.limit
-        name = limit.name if limit.name is not None else str(limit)
+        name = limit.label
         name = name.replace("\\", "\\\\").replace('"', '\\"')
         window = max(1, -(-limit.period_ns // 1_000_000_000))
         if window * 1_000_000_000 == limit.period_ns:

@@ -79,7 +79,7 @@ class RateLimited(BucketError):
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
         limit = decision.limit
-        name = limit.name if limit.name is not None else str(limit)
+        name = limit.label
         if decision.retry_after == math.inf:
             wait = "the cost exceeds the burst and can never succeed"
         else:

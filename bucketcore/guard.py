@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from bucketcore._http import LimitSpec, limits_from
+from bucketcore._keys import Key
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, RateLimited, StoreError
 from bucketcore.hooks import DecisionEvent, Hooks, emit, hooks_tuple
@@ -39,7 +40,6 @@ from bucketcore.limiter import AsyncLimiter, Limiter
 __all__ = ["rate_limited"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-Key = str | bytes
 
 
 class rate_limited:  # lower case: it is used like a function, as contextlib's helpers are

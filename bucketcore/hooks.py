@@ -78,7 +78,7 @@ class DecisionEvent:
         'general'
         """
         limit = self.decision.limit if self.decision is not None else self.limits[0]
-        return limit.name if limit.name is not None else str(limit)
+        return limit.label
 
 
 Hook = Callable[[DecisionEvent], object]

@@ -175,6 +175,15 @@ class Limit:
         """
         return self.tokens / self.period
 
+    @property
+    def label(self) -> str:
+        """How the limit is named to people: its ``name``, else its spec.
+
+        >>> Limit(7, 30, name="general").label, Limit(7, 30).label
+        ('general', '7/30s')
+        """
+        return self.name if self.name is not None else str(self)
+
     def __str__(self) -> str:
         spec = f"{self.tokens}/{self.period:g}s"
         if self.burst != self.tokens:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, cast
 
-from bucketcore._keys import canonical_key, check_call, check_cost, check_key, check_limits
+from bucketcore._keys import Key, canonical_key, check_call, check_cost, check_key, check_limits
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreClosed
 from bucketcore.limit import Limit
@@ -39,7 +39,6 @@ from bucketcore.store import (
 
 __all__ = ["AsyncLimiter", "Limiter"]
 
-Key = str | bytes
 LimitsArg = Limit | Sequence[Limit]
 
 

@@ -32,9 +32,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from bucketcore._gcra import NEVER, Step, clamped, evaluate, refunded
+from bucketcore._gcra import clamped, decision_from_steps, evaluate, refunded
 from bucketcore._keys import (
     MAX_KEY_BYTES,
+    Key,
     canonical_key,
     check_call,
     check_cost,
@@ -51,9 +52,8 @@ try:
 except ImportError:  # built without a C compiler, or not CPython: the Python path decides
     _fastpath = None  # type: ignore[assignment]
 
-__all__ = ["MemoryStore", "decision_from_steps", "open_store"]
+__all__ = ["MemoryStore", "open_store"]
 
-Key = str | bytes
 BucketId = tuple[str, Key]  # (limit.identity, canonical key): what write-through hooks see
 Bucket = list[Any]  # [tat: int, limit: Limit]; a list so the hot path updates in place
 Table = dict[Key, Bucket]
@@ -87,31 +87,6 @@ def fast_path_available() -> bool:
     True
     """
     return _fastpath is not None and not os.environ.get(PURE_PYTHON_VARIABLE)
-
-
-def _binding(steps: Sequence[Step], allowed: bool) -> int:
-    """Index of the binding limit: longest wait if denied, fewest tokens if allowed."""
-    indices = range(len(steps))
-    if allowed:
-        return min(indices, key=lambda i: (steps[i].remaining, -steps[i].reset_ns))
-    return max(
-        indices,
-        key=lambda i: (steps[i].retry_ns == NEVER, steps[i].retry_ns, -steps[i].remaining),
-    )
-
-
-def decision_from_steps(limits: Sequence[Limit], steps: Sequence[Step]) -> Decision:
-    """Combine per-limit steps into the call's ``Decision`` (all-or-nothing).
-
-    >>> from bucketcore._gcra import evaluate
-    >>> limits = (Limit(1, 1.0), Limit(5, 1.0))
-    >>> decision_from_steps(limits, [evaluate(l, None, 0, 1) for l in limits]).limit.tokens
-    1
-    """
-    allowed = all(step.allowed for step in steps)
-    index = 0 if len(steps) == 1 else _binding(steps, allowed)
-    step = steps[index]
-    return from_nanoseconds(allowed, step.remaining, step.retry_ns, step.reset_ns, limits[index])
 
 
 class MemoryStore:

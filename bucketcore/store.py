@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
+from bucketcore._keys import Key
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError
 from bucketcore.limit import Limit
@@ -36,7 +37,6 @@ __all__ = [
     "split_options",
 ]
 
-Key = str | bytes
 Clock = Callable[[], int]
 Request = tuple[Key, tuple[Limit, ...], int]
 

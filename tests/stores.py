@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bucketcore import Decision, Limit
+from bucketcore._keys import Key
 from bucketcore.errors import StoreUnavailable
 from bucketcore.store import Request
-
-Key = str | bytes
 
 
 class DownStore:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from bucketcore import AsyncLimiter, Limit, Limiter
-from bucketcore._gcra import evaluate, refunded
+from bucketcore._gcra import decision_from_steps, evaluate, refunded
 from bucketcore.backends.redis import (
     SCRIPT_SHA,
     AsyncRedisStore,
@@ -39,7 +39,6 @@ from bucketcore.errors import (
     StoreError,
     StoreUnavailable,
 )
-from bucketcore.memory import decision_from_steps
 from tests.redis_servers import RedisCluster3, RedisProcess
 
 pytestmark = pytest.mark.redis
