@@ -15,6 +15,16 @@ only increases the debt, never hands out tokens.
 
 Every function here takes ``now`` (integer nanoseconds) and reads no clock.
 
+This module is the reference (docs/design.md §7). The copies that exist for
+speed or place, and the tests that hold each equal to it:
+
+- ``MemoryStore.checked_try_acquire`` / ``checked_acquire``: the one-limit
+  step inlined on the hot path (tests/test_model.py, tests/test_fastpath.py).
+- ``bucketcore/_fastpath.c``: the same calls in C, for up to eight limits
+  (tests/test_fastpath.py: C and Python stores call by call, state by state).
+- ``backends/lua/gcra.lua``: the step inside Redis, on the server's clock
+  (tests/test_redis.py: ``test_the_script_decides_exactly_like_the_reference``).
+
 >>> from bucketcore.limit import Limit
 >>> limit = Limit(2, 1.0)                      # 2 per second, burst 2
 >>> step = evaluate(limit, None, now_ns=0, cost=2)
