@@ -187,8 +187,9 @@ def _backend(url: str) -> tuple[SplitResult, object]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        if extra is None:
-            raise
+        missing = getattr(exc, "name", None) or ""
+        if extra is None or missing == "bucketcore" or missing.startswith("bucketcore."):
+            raise  # our own module is missing: no extra would bring it back
         raise ConfigurationError(
             f"{scheme}:// needs an optional dependency: pip install 'bucketcore[{extra}]' ({exc})"
         ) from exc

@@ -162,3 +162,15 @@ def test_the_binding_limit_on_a_tie_is_the_one_that_takes_longest_to_refill() ->
     decision = limiter.acquire("k", quick, slow)
     assert decision.remaining == 1
     assert decision.limit == slow
+
+
+def test_a_missing_backend_module_is_not_blamed_on_an_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A broken install (no bucketcore.backends) used to say "pip install the
+    # extra", which cannot help: the real ImportError must reach the user.
+    from bucketcore import store
+
+    monkeypatch.setitem(store.SCHEMES, "gone", ("bucketcore.backends.not_here", "redis"))
+    with pytest.raises(ModuleNotFoundError, match=r"bucketcore\.backends\.not_here"):
+        store.open_store("gone://host")

@@ -73,6 +73,18 @@ def test_the_wheel_installs_and_imports_every_backend(tmp_path: Path) -> None:
     )
     assert result.stdout.split() == [bucketcore_version(), str(built_fast_path)]
 
+    # Started from the checkout's root, ./bucketcore shadows the installed
+    # package (as `gunicorn ... --chdir examples` does not, but `python app.py`
+    # at the root does): its backends must still be found (docs/design.md §1).
+    from_checkout = (
+        "import importlib, bucketcore\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        f"assert bucketcore.__file__.startswith({str(ROOT)!r}), bucketcore.__file__\n"
+        "import bucketcore.backends as b\n"
+        f"assert b.__file__.startswith({str(ROOT / 'backends')!r}), b.__file__\n"
+    )
+    subprocess.run([str(python), "-c", from_checkout], check=True, cwd=ROOT)
+
 
 def bucketcore_version() -> str:
     import bucketcore
