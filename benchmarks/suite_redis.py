@@ -44,8 +44,8 @@ from benchmarks.harness import (
     time_pass,
     wrong_answers,
 )
-from benchmarks.servers import Servers
 from bucketcore import AsyncLimiter, Limiter
+from support.servers import Servers
 
 TRIVIAL = b"return 1"
 PING = "PING (raw connection)"

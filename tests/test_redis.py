@@ -39,7 +39,7 @@ from bucketcore.errors import (
     StoreError,
     StoreUnavailable,
 )
-from tests.redis_servers import RedisCluster3, RedisProcess
+from support.servers import RedisCluster3, RedisProcess
 
 pytestmark = pytest.mark.redis
 
@@ -420,7 +420,7 @@ def test_every_redis_error_maps_to_a_store_error(kind: type[BaseException]) -> N
 
 
 def test_an_unreachable_server_raises_store_unavailable_chained() -> None:
-    from tests.redis_servers import free_port
+    from support.servers import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
     with Limiter(url) as limiter, pytest.raises(StoreUnavailable) as caught:
@@ -429,7 +429,7 @@ def test_an_unreachable_server_raises_store_unavailable_chained() -> None:
 
 
 def test_degraded_decisions_log_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
-    from tests.redis_servers import free_port
+    from support.servers import free_port
 
     limit = Limit(2, 60.0)
     url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
@@ -607,7 +607,7 @@ def test_an_async_users_own_client(redis_server: RedisProcess, redis_prefix: str
 
 
 def test_async_unreachable_raises_or_degrades() -> None:
-    from tests.redis_servers import free_port
+    from support.servers import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
 
@@ -621,18 +621,6 @@ def test_async_unreachable_raises_or_degrades() -> None:
             assert decision.degraded
 
     asyncio.run(main())
-
-
-def test_the_redis_comparison_runner_measures_every_case(redis_server: RedisProcess) -> None:
-    from benchmarks import compare_redis
-
-    times = compare_redis.measure(redis_server.url, rounds=1, calls=20)
-    assert all(ns > 0 for ns in times.values())
-    assert [row[0] for row in compare_redis.bars(times)] == [
-        "one decision / raw EVALSHA",
-        "batch of 100 throughput / single",
-        "async 50 tasks throughput / sync",
-    ]
 
 
 def test_a_missing_redis_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -654,7 +642,7 @@ def test_rediss_with_a_verified_certificate(
     import shutil
     import subprocess
 
-    from tests.redis_servers import free_port
+    from support.servers import free_port
 
     openssl = shutil.which("openssl")
     if openssl is None:

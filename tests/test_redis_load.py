@@ -21,7 +21,7 @@ import redis
 from bucketcore import Limit, Limiter
 from bucketcore.backends.redis import SCRIPT_SHA
 from bucketcore.errors import StoreUnavailable
-from tests.redis_servers import RedisCluster3, RedisProcess
+from support.servers import RedisCluster3, RedisProcess
 
 pytestmark = pytest.mark.redis
 
