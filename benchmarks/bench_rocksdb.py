@@ -16,7 +16,7 @@ import rocksdict
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from bucketcore import Limit, Limiter
-from bucketcore.backends.rocksdb import _rocksdb_options
+from bucketcore.backends.rocksdb.database import rocksdb_options
 
 # Never denies and never refills to full during a run: each call decides and writes.
 ALWAYS = Limit(1, 3600.0, burst=10**12)
@@ -44,7 +44,7 @@ def test_acquire_one_hot_key(benchmark: BenchmarkFixture, limiter: Limiter) -> N
 
 
 def test_naive_fsync_per_put(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
-    db = rocksdict.Rdict(str(tmp_path / "naive"), _rocksdb_options())
+    db = rocksdict.Rdict(str(tmp_path / "naive"), rocksdb_options())
     synced = rocksdict.WriteOptions()
     synced.sync = True
     try:

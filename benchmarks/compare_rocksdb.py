@@ -33,7 +33,7 @@ from pathlib import Path
 import rocksdict
 
 from bucketcore import Limit, Limiter
-from bucketcore.backends.rocksdb import _rocksdb_options
+from bucketcore.backends.rocksdb.database import rocksdb_options
 
 # Never denies, and never refills to full during a run (so no bucket is swept
 # and re-read): every call is a whole decision plus a write.
@@ -190,7 +190,7 @@ def run(root: Path, calls: int, rounds: int, seconds: float) -> int:
         rounds,
     )
 
-    naive_db = rocksdict.Rdict(str(root / "naive"), _rocksdb_options())
+    naive_db = rocksdict.Rdict(str(root / "naive"), rocksdb_options())
     synced = rocksdict.WriteOptions()
     synced.sync = True
     throughput = interleaved_rates(

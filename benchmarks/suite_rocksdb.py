@@ -40,7 +40,7 @@ from benchmarks.harness import (
 )
 
 SUITE = "rocksdb"
-RECORD_BYTES = 25  # backends/rocksdb.py: struct "<BqQQ"
+RECORD_BYTES = 25  # backends/rocksdb/records.py: struct "<BqQQ"
 RAW_PUT = f"raw rocksdict put ({RECORD_BYTES} B record, WAL)"
 
 

@@ -91,10 +91,11 @@ OPS = st.sampled_from(
 COSTS = st.one_of(st.integers(1, 12), st.integers(1, 10**12))
 
 
-def _states(store: MemoryStore) -> dict[str, dict[Any, int]]:
+def _states(store: Any) -> dict[str, dict[Any, int]]:
+    memory = getattr(store, "_memory", store)  # a RocksDBStore composes a MemoryStore
     return {
         identity: {key: bucket[0] for key, bucket in table.items()}
-        for identity, table in store._tables.items()
+        for identity, table in memory._tables.items()
     }
 
 
@@ -325,7 +326,7 @@ def _rocksdb_store(path: Path, clocks: list[int], pure: bool) -> Any:
 
 
 def _records(store: Any) -> dict[bytes, bytes]:
-    return {key: value for key, value in store._db.items() if key[:1] == b"\x01"}
+    return {key: value for key, value in store._persistence.db.items() if key[:1] == b"\x01"}
 
 
 @needs_fast_path
@@ -347,8 +348,8 @@ def test_c_and_python_paths_write_the_same_records(
     clocks = [start_ns, 1_700_000_000 * 10**9]  # monotonic, wall
     fast = _rocksdb_store(directory / "fast", clocks, pure=False)
     pure = _rocksdb_store(directory / "pure", clocks, pure=True)
-    assert fast._fast is not None
-    assert pure._fast is None
+    assert fast._memory._fast is not None
+    assert pure._memory._fast is None
     try:
         for step_ns, op, key, cost in script:
             clocks[0] += step_ns
@@ -388,7 +389,7 @@ def test_a_failed_write_is_reported_by_the_python_path_and_changes_nothing(
     limit = Limit(5, 1)
     assert store.checked_acquire("k", limit).remaining == 4  # resident now
     before = _states(store)
-    store._db.close()  # every put fails from here on
+    store._persistence.db.close()  # every put fails from here on
     with pytest.raises(StoreError, match="write"):
         store.checked_acquire("k", limit)
     assert _states(store) == before
