@@ -321,10 +321,15 @@ class MemoryStore:
         persistence: Persistence = self._persistence  # type: ignore[assignment]
         with self._lock:
             now_ns = self._clock()
+            table = self._tables.get(limit.identity)
+            bucket = None if table is None else table.get(key)
             step = evaluate(limit, self._tat(limit, key, now_ns), now_ns, cost)
             if step.allowed:
                 persistence.stage([((limit.identity, key), limit, step.tat)], now_ns)
-                self._set_tat(limit, key, step.tat, now_ns)
+                if bucket is None:
+                    self._create(limit, key, step.tat, now_ns)
+                else:
+                    bucket[0] = step.tat
         if step.allowed:
             persistence.settle()
         return from_nanoseconds(step.allowed, step.remaining, step.retry_ns, step.reset_ns, limit)

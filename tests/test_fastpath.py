@@ -407,3 +407,24 @@ def test_a_closed_store_refuses_the_c_path_too(tmp_path: Path) -> None:
     for limit in (Limit(5, 1), Limit(1, 86400)):
         with pytest.raises(StoreClosed):
             decide("k", limit)
+
+
+@needs_fast_path
+@pytest.mark.parametrize("limit", [Limit(7, 30), Limit(3, 1.0, burst=5), Limit(10**7, 1.0)])
+def test_c_writes_the_record_records_encode_writes(tmp_path: Path, limit: Limit) -> None:
+    # The C copy of the record layout (bucketcore/_fastpath.c) against the one
+    # place that states it (backends/rocksdb/records.py), byte for byte.
+    from bucketcore.backends.rocksdb import records
+
+    clocks = [10**15 + 3, 1_700_000_000 * 10**9 + 11]
+    store = _rocksdb_store(tmp_path / "db", clocks, pure=False)
+    try:
+        store.checked_acquire("k", limit)  # Python creates the bucket
+        clocks[0] += 123_456_789
+        clocks[1] += 987_654_321
+        store.checked_acquire("k", limit, cost=2)  # C decides and writes
+        tat = _states(store)[limit.identity]["k"]
+        expected = records.encode(tat, limit.units_per_ns, clocks[1] - clocks[0])
+        assert _records(store) == {records.record_key((limit.identity, "k")): expected}
+    finally:
+        store.close()
