@@ -230,18 +230,17 @@ class WalPersistence(RocksDBPersistence):
     record_version = VERSION
     record_size = RECORD.size
 
-    def __init__(
-        self,
-        db: rocksdict.Rdict,
-        path: str,
-        *,
-        wall_clock: WallClock | None = None,
-        on_corrupt: str = "raise",
-    ) -> None:
-        super().__init__(db, path, wall_clock=wall_clock, on_corrupt=on_corrupt)
-        self.put = db.put
-        self.record_prefixes = self.keys.prefixes
-        self.record_writer = self
+    @property
+    def record_writer(self) -> WalPersistence:
+        return self
+
+    @property
+    def put(self) -> Callable[[bytes, bytes, rocksdict.WriteOptions], None]:
+        return self.db.put
+
+    @property
+    def record_prefixes(self) -> dict[str, bytes]:
+        return self.keys.prefixes
 
     def stage(self, changes: list[Change], now_ns: int) -> None:
         tat = changes[0][2] if len(changes) == 1 else None
@@ -263,18 +262,14 @@ class WalPersistence(RocksDBPersistence):
 class _DeferredPersistence(RocksDBPersistence):
     """sync and periodic: new states wait in memory until a flush writes them in one batch."""
 
-    def __init__(
-        self,
-        db: rocksdict.Rdict,
-        path: str,
-        *,
-        wall_clock: WallClock | None = None,
-        on_corrupt: str = "raise",
-    ) -> None:
-        super().__init__(db, path, wall_clock=wall_clock, on_corrupt=on_corrupt)
-        # The newest unwritten state per bucket, and the batch being written meanwhile.
-        self._dirty: Pending = {}
-        self._flushing: Pending = {}
+    # The newest unwritten state per bucket, and the batch being written meanwhile.
+    _dirty: Pending
+    _flushing: Pending
+    _flush_lock: threading.Lock
+
+    def attach(self, memory: MemoryStore) -> None:
+        super().attach(memory)
+        self._dirty, self._flushing = {}, {}
         self._flush_lock = threading.Lock()
 
     def load(self, bucket: BucketId, limit: Limit, now_ns: int) -> int | None:
