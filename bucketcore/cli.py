@@ -7,12 +7,7 @@ The code lives in ``bucketcore.integrations.cli``.
 'bucketcore.integrations.cli'
 """
 
-# A re-export: every name below comes from the star import.
-# ruff: noqa: F403, F405
+# A re-export: the names and their list are the real module's.
+# ruff: noqa: F403
 from bucketcore.integrations.cli import *
-
-__all__ = [
-    "bucket_state",
-    "main",
-    "parse_limit",
-]
+from bucketcore.integrations.cli import __all__ as __all__

@@ -7,17 +7,7 @@ The code lives in ``bucketcore.integrations.flask``.
 'bucketcore.integrations.flask'
 """
 
-# A re-export: every name below comes from the star import.
-# ruff: noqa: F403, F405
+# A re-export: the names and their list are the real module's.
+# ruff: noqa: F403
 from bucketcore.integrations.flask import *
-
-__all__ = [
-    "BucketCore",
-    "KeyFunc",
-    "by_api_key",
-    "by_header",
-    "by_ip",
-    "by_user",
-    "exempt",
-    "limit",
-]
+from bucketcore.integrations.flask import __all__ as __all__

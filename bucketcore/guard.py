@@ -7,10 +7,7 @@ The code lives in ``bucketcore.integrations.guard``.
 'bucketcore.integrations.guard'
 """
 
-# A re-export: every name below comes from the star import.
-# ruff: noqa: F403, F405
+# A re-export: the names and their list are the real module's.
+# ruff: noqa: F403
 from bucketcore.integrations.guard import *
-
-__all__ = [
-    "rate_limited",
-]
+from bucketcore.integrations.guard import __all__ as __all__

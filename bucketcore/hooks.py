@@ -7,15 +7,7 @@ The code lives in ``bucketcore.integrations.hooks``.
 'bucketcore.integrations.hooks'
 """
 
-# A re-export: every name below comes from the star import.
-# ruff: noqa: F403, F405
+# A re-export: the names and their list are the real module's.
+# ruff: noqa: F403
 from bucketcore.integrations.hooks import *
-
-__all__ = [
-    "DecisionEvent",
-    "Hook",
-    "Hooks",
-    "Outcome",
-    "emit",
-    "hooks_tuple",
-]
+from bucketcore.integrations.hooks import __all__ as __all__

@@ -7,10 +7,7 @@ The code lives in ``bucketcore.integrations.prometheus``.
 'bucketcore.integrations.prometheus'
 """
 
-# A re-export: every name below comes from the star import.
-# ruff: noqa: F403, F405
+# A re-export: the names and their list are the real module's.
+# ruff: noqa: F403
 from bucketcore.integrations.prometheus import *
-
-__all__ = [
-    "PrometheusHook",
-]
+from bucketcore.integrations.prometheus import __all__ as __all__
