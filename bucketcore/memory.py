@@ -23,11 +23,13 @@ two equal).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import SplitResult
@@ -116,6 +118,8 @@ class MemoryStore:
         self._fast: _fastpath.FastPath | None = None
         if type(self) is MemoryStore and fast_path_available():
             self._bind_fast_path(MemoryStore)
+        if type(self) is MemoryStore:
+            _per_process_stores.add(self)
 
     def _bind_fast_path(self, cls: type[MemoryStore], **write_through: Any) -> None:
         # The C path answers up to eight Limits with an ASCII str key as
@@ -461,6 +465,23 @@ class MemoryStore:
         self._sweep_table = table if table is not None else {}
         self._sweep_keys = list(self._sweep_table)
         self._sweep_next = 0
+
+
+# A memory:// store inherited by a forked child (a pre-forking server's
+# worker) counts that child's calls alone: say so once per child.
+_per_process_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+def _warn_after_fork() -> None:
+    if _per_process_stores:
+        logging.getLogger("bucketcore.memory").warning(
+            "memory:// store inherited across fork by pid %d: its limits are now per "
+            "process; use lmdb:// (one host) or redis:// to share them",
+            os.getpid(),
+        )
+
+
+os.register_at_fork(after_in_child=_warn_after_fork)
 
 
 def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> MemoryStore:
