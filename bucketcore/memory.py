@@ -23,10 +23,12 @@ two equal). docs/design.md §8 says when C hands a call over to Python.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
@@ -119,6 +121,8 @@ class MemoryStore:
             self.checked_try_acquire = self._fast.try_acquire  # type: ignore[method-assign]
             self.checked_acquire = self._fast.acquire  # type: ignore[method-assign]
             self.checked_peek = self._fast.peek  # type: ignore[method-assign]
+        if persistence is None:
+            _per_process_stores.add(self)
 
     def checked_calls(self) -> CheckedCalls:
         """``checked_try_acquire``, ``checked_acquire`` and ``checked_peek``.
@@ -463,6 +467,23 @@ class MemoryStore:
                 f"limit name {limit.name!r} is used with two different rates: {known} and {limit}"
             )
         bucket[1] = limit
+
+
+# A memory:// store inherited by a forked child (a pre-forking server's
+# worker) counts that child's calls alone: say so once per child.
+_per_process_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+def _warn_after_fork() -> None:
+    if _per_process_stores:
+        logging.getLogger("bucketcore.memory").warning(
+            "memory:// store inherited across fork by pid %d: its limits are now per "
+            "process; use lmdb:// (one host) or redis:// to share them",
+            os.getpid(),
+        )
+
+
+os.register_at_fork(after_in_child=_warn_after_fork)
 
 
 def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> MemoryStore:

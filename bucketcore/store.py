@@ -161,6 +161,7 @@ class SyncStoreAsAsync:
 SCHEMES: dict[str, tuple[str, str | None]] = {
     "memory": ("bucketcore.memory", None),
     "rocksdb": ("bucketcore.backends.rocksdb", "rocksdb"),
+    "lmdb": ("bucketcore.backends.lmdb", "lmdb"),
     "redis": ("bucketcore.backends.redis", "redis"),
     "rediss": ("bucketcore.backends.redis", "redis"),
     "unix": ("bucketcore.backends.redis", "redis"),

@@ -146,6 +146,10 @@ def _rocksdb(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
     return Limiter(f"rocksdb://{tmp_path}/contract-limits?durability=wal")
 
 
+def _lmdb(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter(f"lmdb://{tmp_path}/contract-limits")
+
+
 LimiterFactory = Callable[[pytest.FixtureRequest, Path], Limiter]
 
 CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
@@ -155,6 +159,7 @@ CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
     "cluster": _redis_cluster,
     "valkey": _valkey,
     "rocksdb": _rocksdb,
+    "lmdb": _lmdb,
 }
 
 

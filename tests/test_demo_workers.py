@@ -39,6 +39,15 @@ def test_seven_requests_across_workers_on_redis_then_429(
     assert len({pid for _, pid in served}) == 8
 
 
+def test_seven_requests_across_workers_on_lmdb_then_429(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("bucketcore.backends.lmdb", reason="the lmdb backend is not here")
+    served = serve_demo(f"lmdb://{tmp_path}/demo-data", tmp_path, monkeypatch)
+    assert [status for status, _ in served] == [200] * 7 + [429]
+    assert len({pid for _, pid in served}) == 8
+
+
 def test_memory_is_per_process_so_workers_do_not_share(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
