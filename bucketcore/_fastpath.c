@@ -67,7 +67,7 @@ typedef struct {
     PyObject *slow_acquire;
     PyObject *slow_peek;
     PyObject *create;           /* store._create(limit, key, tat, now_ns) */
-    PyObject *check_same_limit; /* MemoryStore._check_same_limit(bucket, limit) */
+    PyObject *rebind; /* MemoryStore._rebind(bucket, limit): false hands the call to Python */
     PyObject *seconds_at_least; /* decision.seconds_at_least(ns), for >= 2**53 ns */
     Py_ssize_t max_key_length;
     int closed;                 /* after close(): every call takes the Python path */
@@ -133,7 +133,7 @@ module_attribute(const char *module_name, const char *name)
 }
 
 /* FastPath(store, record_writer=None). From the MemoryStore `store`: its
- * tables, lock, clock, _create, _check_same_limit and the checked_* methods
+ * tables, lock, clock, _create, _rebind and the checked_* methods
  * bound now (the Python path this one hands calls to). From
  * `record_writer` (rocksdb wal, see backends/rocksdb/persistence.py): put,
  * write_options, wall_clock, record_prefixes, record_version, record_size. */
@@ -147,7 +147,7 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
     }
     PyObject *tables = NULL, *lock = NULL, *clock = NULL, *limit_type = NULL;
     PyObject *decision_type = NULL, *slow_try_acquire = NULL, *slow_acquire = NULL;
-    PyObject *slow_peek = NULL, *create = NULL, *check_same_limit = NULL;
+    PyObject *slow_peek = NULL, *create = NULL, *rebind = NULL;
     PyObject *seconds_at_least = NULL, *max_key = NULL, *put = NULL, *write_options = NULL;
     PyObject *wall_clock = NULL, *record_prefixes = NULL, *version = NULL, *size = NULL;
     int status = -1;
@@ -159,7 +159,7 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
         || (slow_acquire = attribute(store, "checked_acquire")) == NULL
         || (slow_peek = attribute(store, "checked_peek")) == NULL
         || (create = attribute(store, "_create")) == NULL
-        || (check_same_limit = attribute(store, "_check_same_limit")) == NULL
+        || (rebind = attribute(store, "_rebind")) == NULL
         || (limit_type = module_attribute("bucketcore.limit", "Limit")) == NULL
         || (decision_type = module_attribute("bucketcore.decision", "Decision")) == NULL
         || (seconds_at_least = module_attribute("bucketcore.decision", "seconds_at_least")) == NULL
@@ -241,7 +241,7 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
     self->slow_acquire = Py_NewRef(slow_acquire);
     self->slow_peek = Py_NewRef(slow_peek);
     self->create = Py_NewRef(create);
-    self->check_same_limit = Py_NewRef(check_same_limit);
+    self->rebind = Py_NewRef(rebind);
     self->seconds_at_least = Py_NewRef(seconds_at_least);
     self->max_key_length = max_key_length;
     if (put != NULL) {
@@ -266,7 +266,7 @@ done:
     Py_XDECREF(slow_acquire);
     Py_XDECREF(slow_peek);
     Py_XDECREF(create);
-    Py_XDECREF(check_same_limit);
+    Py_XDECREF(rebind);
     Py_XDECREF(seconds_at_least);
     Py_XDECREF(max_key);
     Py_XDECREF(put);
@@ -293,7 +293,7 @@ FastPath_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->slow_acquire);
     Py_VISIT(self->slow_peek);
     Py_VISIT(self->create);
-    Py_VISIT(self->check_same_limit);
+    Py_VISIT(self->rebind);
     Py_VISIT(self->seconds_at_least);
     Py_VISIT(self->put);
     Py_VISIT(self->write_options);
@@ -315,7 +315,7 @@ FastPath_clear(FastPath *self)
     Py_CLEAR(self->slow_acquire);
     Py_CLEAR(self->slow_peek);
     Py_CLEAR(self->create);
-    Py_CLEAR(self->check_same_limit);
+    Py_CLEAR(self->rebind);
     Py_CLEAR(self->seconds_at_least);
     Py_CLEAR(self->put);
     Py_CLEAR(self->write_options);
@@ -606,13 +606,17 @@ evaluate_limit(FastPath *self, PyObject *key, PyObject *limit, long long cost, l
         if (!PyList_CheckExact(bucket) || PyList_GET_SIZE(bucket) != 2) {
             return DECIDE_FALL_BACK;
         }
-        if (PyList_GET_ITEM(bucket, 1) != limit) { /* raises if the name's rate changed */
-            PyObject *same =
-                PyObject_CallFunctionObjArgs(self->check_same_limit, bucket, limit, NULL);
-            if (same == NULL) {
+        if (PyList_GET_ITEM(bucket, 1) != limit) {
+            /* An equal Limit object is adopted here; a changed plan or a
+             * drained bucket (_gcra.Held) is converted by Python. */
+            PyObject *alike = PyObject_CallFunctionObjArgs(self->rebind, bucket, limit, NULL);
+            if (alike == NULL) {
                 return DECIDE_ERROR;
             }
-            Py_DECREF(same);
+            Py_DECREF(alike);
+            if (alike != Py_True) {
+                return DECIDE_FALL_BACK;
+            }
         }
         usable = as_wide(PyList_GET_ITEM(bucket, 0), &tat);
         if (usable != 1) {

@@ -15,6 +15,13 @@ only increases the debt, never hands out tokens.
 
 Every function here takes ``now`` (integer nanoseconds) and reads no clock.
 
+Limits change (docs/design.md §3): ``converted`` re-expresses a state kept
+under one limit (its ``Signature``) in another's units; the tokens held carry
+over, capped at the new burst, rounded towards fewer. A bucket ``drained``
+for longer than one token's refill is further ahead than an empty one; its
+``Held`` deadline keeps ``clamped`` from undoing that, and a clock step back
+never stretches the hold beyond the length that was asked.
+
 This module is the reference (docs/design.md §7). The copies that exist for
 speed or place, and the tests that hold each equal to it:
 
@@ -28,6 +35,10 @@ speed or place, and the tests that hold each equal to it:
   (tests/test_fastpath.py: C and Python stores call by call, state by state).
   For rocksdb wal it also writes the record of backends/rocksdb/records.py
   (tests/test_fastpath.py: ``test_c_writes_the_record_records_encode_writes``).
+- ``MemoryStore`` meets a bucket whose limit is not the call's (another
+  object, another rate, or ``Held``) in ``_adopt``, which calls ``converted``
+  and ``clamped`` here; the inlined and C paths only take buckets already
+  under the call's very limit (tests/test_limit_changes.py).
 - ``backends/lua/gcra.lua``: the step inside Redis, on the server's clock
   (tests/test_redis.py: ``test_the_script_decides_exactly_like_the_reference``).
 
@@ -44,12 +55,46 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from bucketcore.decision import Decision, from_nanoseconds
-from bucketcore.limit import Limit
+from bucketcore.limit import Limit, Signature
 
-__all__ = ["NEVER", "Step", "clamped", "decision_from_steps", "evaluate", "is_full", "refunded"]
+__all__ = [
+    "MAX_DRAIN_NS",
+    "NEVER",
+    "Held",
+    "Step",
+    "clamped",
+    "converted",
+    "decision_from_steps",
+    "drained",
+    "evaluate",
+    "is_full",
+    "refunded",
+]
 
 NEVER = -1
 """``Step.retry_ns`` when the cost exceeds the burst: no wait is long enough."""
+
+MAX_DRAIN_NS = 365 * 86_400 * 1_000_000_000
+"""The longest ``drain``: a year."""
+
+
+class Held(NamedTuple):
+    """A drained bucket's limit and hold: no whole token before ``until_ns``.
+
+    ``for_ns`` is the length the drain asked for: after a clock step back the
+    deadline is never more than that ahead (``deadline``).
+
+    >>> Held(Limit(1, 1.0), until_ns=50, for_ns=10).deadline(now_ns=0)
+    10
+    """
+
+    limit: Limit
+    until_ns: int
+    for_ns: int
+
+    def deadline(self, now_ns: int) -> int:
+        """``until_ns``, or ``for_ns`` from ``now_ns`` if that is sooner."""
+        return min(self.until_ns, now_ns + self.for_ns)
 
 
 class Step(NamedTuple):
@@ -66,10 +111,13 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
-def evaluate(limit: Limit, tat: int | None, now_ns: int, cost: int) -> Step:
+def evaluate(
+    limit: Limit, tat: int | None, now_ns: int, cost: int, held_until_ns: int | None = None
+) -> Step:
     """Decide ``cost`` tokens against a bucket whose state is ``tat``.
 
-    ``tat`` is ``None`` for a bucket that is not stored (a full one).
+    ``tat`` is ``None`` for a bucket that is not stored (a full one);
+    ``held_until_ns`` is a drained bucket's ``Held.deadline``.
 
     >>> evaluate(Limit(1, 10.0), 0, now_ns=0, cost=1).allowed
     True
@@ -77,36 +125,102 @@ def evaluate(limit: Limit, tat: int | None, now_ns: int, cost: int) -> Step:
     units = limit.units_per_ns
     now = now_ns * units
     capacity = limit.capacity_units
-    start = clamped(limit, tat, now)
+    start = clamped(limit, tat, now, held_until_ns)
     after = start + cost * limit.token_units
     debt = after - now
     if debt <= capacity:
         return Step(True, after, (capacity - debt) // limit.token_units, 0, _ceil_div(debt, units))
     debt_now = start - now
     retry = NEVER if cost * limit.token_units > capacity else _ceil_div(debt - capacity, units)
-    return Step(
-        False, start, (capacity - debt_now) // limit.token_units, retry, _ceil_div(debt_now, units)
-    )
+    remaining = max(0, (capacity - debt_now) // limit.token_units)  # below 0 when drained
+    return Step(False, start, remaining, retry, _ceil_div(debt_now, units))
 
 
-def clamped(limit: Limit, tat: int | None, now: int) -> int:
+def clamped(limit: Limit, tat: int | None, now: int, held_until_ns: int | None = None) -> int:
     """``max(tat, now)``, and never more than an empty bucket ahead of ``now``.
 
-    A bucket can only be further ahead than ``capacity`` if the clock went
-    backwards since it was written; it then counts as empty (no tokens, and
-    no wait longer than an empty bucket's), never as fuller. ``now`` is in
-    units.
+    A bucket further ahead than ``capacity`` is either drained (its hold,
+    ``held_until_ns``, lets it be as far ahead as a bucket whose first token
+    comes back at that deadline) or saw the clock step back since it was
+    written: it then counts as empty (no tokens, and no wait longer than an
+    empty bucket's), never as fuller. ``now`` is in units.
 
     >>> clamped(Limit(1, 1.0), 5 * 10**9, now=0)
     1000000000
+    >>> clamped(Limit(1, 1.0), 5 * 10**9, now=0, held_until_ns=3 * 10**9)
+    3000000000
     """
     if tat is None or tat < now:
         return now
     ceiling = now + limit.capacity_units
+    if held_until_ns is not None:
+        held = held_until_ns * limit.units_per_ns + limit.capacity_units - limit.token_units
+        if held > ceiling:
+            ceiling = held
     return ceiling if tat > ceiling else tat
 
 
-def refunded(limit: Limit, tat: int | None, now_ns: int, tokens: int) -> int | None:
+def drained(limit: Limit, tat: int | None, now_ns: int, until_ns: int) -> int:
+    """The state of a bucket drained until ``until_ns``: never fuller than ``tat``.
+
+    No whole token before ``until_ns``, one at it (what a server's
+    ``Retry-After`` means), then refill at the limit's rate: the state is
+    ``until + capacity - token_units``, unless the bucket was emptier
+    already. ``tat`` is the state as clamped now. A drain longer than one
+    token's refill leaves the bucket beyond an empty one: keep it as ``Held``.
+
+    >>> drained(Limit(1, 1.0), None, now_ns=0, until_ns=5 * 10**9)
+    5000000000
+    """
+    now = now_ns * limit.units_per_ns
+    start = now if tat is None or tat < now else tat
+    held = until_ns * limit.units_per_ns + limit.capacity_units - limit.token_units
+    return held if held > start else start
+
+
+def converted(
+    old: Signature, limit: Limit, tat: int | None, now_ns: int, held_until_ns: int | None = None
+) -> int | None:
+    """A state kept under ``old`` re-expressed under ``limit`` at ``now_ns``; None: full.
+
+    The tokens held now carry over, capped at the new burst, rounded
+    towards fewer, and refill at the new rate (Bucket4j's "as is",
+    x/time/rate's ``SetLimit``). A drained bucket (beyond empty, with
+    ``held_until_ns``) keeps the instant its first whole token comes back,
+    rounded later: the hold is a time, not a number of tokens.
+
+    >>> old = Limit(10, 1.0)                   # a token per 100 ms
+    >>> tat = 600_000_000                      # 4 of 10 tokens held at 0
+    >>> converted(old.signature, Limit(2, 1.0), tat, now_ns=0)   # 2 held: full
+    >>> converted(old.signature, Limit(100, 1.0), tat, now_ns=0) # 4 of 100
+    960000000
+    """
+    units, token_units, burst = old
+    if (units, token_units, burst) == limit.signature:
+        return clamped(limit, tat, now_ns * units, held_until_ns)
+    if tat is None:
+        return None
+    capacity = burst * token_units
+    now = now_ns * units
+    if tat <= now:
+        return None
+    ceiling = now + capacity
+    if held_until_ns is not None:
+        ceiling = max(ceiling, held_until_ns * units + capacity - token_units)
+    tat = min(tat, ceiling)
+    new_units = limit.units_per_ns
+    new_now = now_ns * new_units
+    if tat - now > capacity:  # held: the first token's instant carries over
+        first_ns = _ceil_div(tat - capacity + token_units, units)
+        return max(new_now, first_ns * new_units + limit.capacity_units - limit.token_units)
+    held_units = (capacity - (tat - now)) * limit.token_units // token_units
+    debt = limit.capacity_units - held_units
+    return None if debt <= 0 else new_now + debt  # debt <= 0: capped at the new burst
+
+
+def refunded(
+    limit: Limit, tat: int | None, now_ns: int, tokens: int, held_until_ns: int | None = None
+) -> int | None:
     """The state after giving ``tokens`` back, or ``None`` when that fills it.
 
     >>> refunded(Limit(2, 1.0), 1_000_000_000, now_ns=0, tokens=1)
@@ -115,7 +229,7 @@ def refunded(limit: Limit, tat: int | None, now_ns: int, tokens: int) -> int | N
     now = now_ns * limit.units_per_ns
     if tat is None:
         return None
-    tat = clamped(limit, tat, now) - tokens * limit.token_units
+    tat = clamped(limit, tat, now, held_until_ns) - tokens * limit.token_units
     return None if tat <= now else tat
 
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 from bucketcore._keys import Key
+from bucketcore.limit import Limit
 from bucketcore.persistence import BucketId
 
 __all__ = ["Sweep"]
 
-Table = dict[Key, list[Any]]  # {key: [tat, limit]}, as in bucketcore/memory.py
+Table = dict[Key, list[Any]]  # {key: [tat, limit or Held]}, as in bucketcore/memory.py
 
 
 class Sweep:
@@ -63,7 +64,9 @@ class Sweep:
                 bucket = table.get(key)
                 if bucket is None:
                     continue
-                if bucket[0] <= now_ns * bucket[1].units_per_ns:
+                owner = bucket[1]  # a Limit, or a drain's _gcra.Held
+                limit = owner if type(owner) is Limit else owner.limit
+                if bucket[0] <= now_ns * limit.units_per_ns:
                     del table[key]
                     dropped.append((self._identity, key))
                 else:

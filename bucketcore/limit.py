@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bucketcore.errors import ConfigurationError
 
-__all__ = ["Limit"]
+__all__ = ["Limit", "Signature"]
 
 _NS_PER_SECOND = 1_000_000_000
 _MAX_NAME_BYTES = 256
@@ -71,6 +72,18 @@ def _period_ns(period: object) -> int:
     return period_ns
 
 
+class Signature(NamedTuple):
+    """What a stored state means in a limit's units: enough to convert it to another limit.
+
+    >>> Limit(2, 1.0).signature
+    Signature(units_per_ns=1, token_units=500000000, burst=2)
+    """
+
+    units_per_ns: int
+    token_units: int
+    burst: int
+
+
 @dataclass(frozen=True, slots=True)
 class Limit:
     """``tokens`` tokens refill per ``period`` seconds; the bucket holds ``burst``.
@@ -96,6 +109,7 @@ class Limit:
     units_per_ns: int = field(init=False, repr=False, compare=False)
     token_units: int = field(init=False, repr=False, compare=False)
     capacity_units: int = field(init=False, repr=False, compare=False)
+    signature: Signature = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         tokens = _positive_int(self.tokens, "tokens")
@@ -120,6 +134,7 @@ class Limit:
         init(self, "units_per_ns", tokens // common)
         init(self, "token_units", token_units)
         init(self, "capacity_units", burst * token_units)
+        init(self, "signature", Signature(tokens // common, token_units, burst))
 
     @classmethod
     def parse(cls, spec: str, *, name: str | None = None) -> Limit:

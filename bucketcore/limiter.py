@@ -19,9 +19,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from fractions import Fraction
 from types import TracebackType
 from typing import Any, NoReturn, cast
 
+from bucketcore._gcra import MAX_DRAIN_NS
 from bucketcore._keys import Key, canonical_key, check_call, check_cost, check_key, check_limits
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreClosed
@@ -62,6 +64,18 @@ def _check_requests(requests: Iterable[tuple[Key, LimitsArg, int]]) -> list[Requ
         given = (limits,) if isinstance(limits, Limit) else tuple(limits)
         checked.append((key, check_call(key, given, cost), cost))
     return checked
+
+
+def _check_drain(seconds: object) -> int:
+    """``seconds`` of a drain as whole nanoseconds, rounded up (finite, 0 to a year)."""
+    if type(seconds) not in (int, float):
+        raise ConfigurationError(f"seconds must be a number of seconds, got {seconds!r}")
+    value = float(seconds)  # type: ignore[arg-type]
+    if not math.isfinite(value) or value < 0 or value * 1e9 > MAX_DRAIN_NS:
+        raise ConfigurationError(
+            f"seconds must be a finite number from 0 to a year (31536000), got {seconds!r}"
+        )
+    return math.ceil(Fraction(value) * 1_000_000_000)  # float(int) is exact up to a year
 
 
 def _refuse_unsatisfiable(limits: tuple[Limit, ...], cost: int) -> None:
@@ -237,6 +251,23 @@ class Limiter:
         check_cost(tokens, "tokens")
         self._store.refund(key, check_limits(limits), tokens)
 
+    def drain(self, key: Key, *limits: Limit, seconds: float) -> None:
+        """Empty the buckets until ``seconds`` from now (a server's ``Retry-After``).
+
+        No whole token before then; at that instant one is back (a call of
+        cost 1 is allowed), then they refill at their rate. Never fuller
+        than they were; longer than a full refill is fine. ``seconds`` is
+        from 0 to a year.
+
+        >>> limiter, limit = Limiter(clock=lambda: 0), Limit(10, 1.0)
+        >>> limiter.drain("api.example", limit, seconds=2.5)
+        >>> limiter.acquire("api.example", limit).retry_after
+        2.5000000000000004
+        """
+        check_key(key)
+        seconds_ns = _check_drain(seconds)
+        self._store.drain(key, check_limits(limits), seconds_ns)
+
     def reset(self, key: Key, *limits: Limit) -> None:
         """Make the buckets full again.
 
@@ -371,6 +402,12 @@ class AsyncLimiter:
         check_key(key)
         check_cost(tokens, "tokens")
         await self._store.refund(key, check_limits(limits), tokens)
+
+    async def drain(self, key: Key, *limits: Limit, seconds: float) -> None:
+        """See ``Limiter.drain``."""
+        check_key(key)
+        seconds_ns = _check_drain(seconds)
+        await self._store.drain(key, check_limits(limits), seconds_ns)
 
     async def reset(self, key: Key, *limits: Limit) -> None:
         """See ``Limiter.reset``."""

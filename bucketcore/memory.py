@@ -4,7 +4,11 @@ This is the authority for ``memory://`` and, given a persistence object
 (``bucketcore.persistence``), for ``rocksdb://``. It does no I/O itself.
 
 Each limit identity has a table ``{key: [tat, limit]}``; a missing bucket is
-a full one. Full buckets carry no information, so they are dropped lazily:
+a full one. ``limit`` is the Limit the state was last kept under; a call
+under another one (a plan changed, or merely another equal object) goes
+through ``_adopt``, which converts the state (``_gcra.converted``); a drained
+bucket holds ``_gcra.Held`` there instead, so no fast path ever takes it.
+Full buckets carry no information, so they are dropped lazily:
 each call that creates a bucket also sweeps a little of a snapshot of the
 tables (see bucketcore/_sweep.py). No thread, and no live bucket is ever reset.
 
@@ -33,7 +37,16 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-from bucketcore._gcra import clamped, decision_from_steps, evaluate, refunded
+from bucketcore._gcra import (
+    Held,
+    Step,
+    clamped,
+    converted,
+    decision_from_steps,
+    drained,
+    evaluate,
+    refunded,
+)
 from bucketcore._keys import (
     MAX_KEY_BYTES,
     Key,
@@ -57,7 +70,7 @@ except ImportError:  # built without a C compiler, or not CPython: the Python pa
 
 __all__ = ["MemoryStore", "open_store"]
 
-Bucket = list[Any]  # [tat: int, limit: Limit]; a list so the hot path updates in place
+Bucket = list[Any]  # [tat: int, limit: Limit | Held]; a list so the hot path updates in place
 Table = dict[Key, Bucket]
 
 _INF = math.inf
@@ -199,11 +212,12 @@ class MemoryStore:
                 self._create(limit, key, after, now_ns)
                 return True
             if bucket[1] is not limit:
-                self._check_same_limit(bucket, limit)
+                self._adopt(bucket, limit, now_ns)
             tat = bucket[0]
             after = (now if tat < now else tat) + cost * limit.token_units
             if after - now > limit.capacity_units:
-                bucket[0] = clamped(limit, tat, now)  # undo a clock step back, if any
+                if bucket[1] is limit:  # not held by a drain: undo a clock step back, if any
+                    bucket[0] = clamped(limit, tat, now)
                 return False
             bucket[0] = after
             return True
@@ -242,13 +256,15 @@ class MemoryStore:
                     self._create(limit, key, now + debt, now_ns)
             else:
                 if bucket[1] is not limit:
-                    self._check_same_limit(bucket, limit)
+                    self._adopt(bucket, limit, now_ns)
                 tat = bucket[0]
                 debt = (now if tat < now else tat) + cost * limit.token_units - now
                 if debt <= limit.capacity_units:
                     bucket[0] = now + debt
+                elif bucket[1] is limit:  # not held by a drain: undo a clock step back
+                    tat = bucket[0] = clamped(limit, tat, now)
                 else:
-                    tat = bucket[0] = clamped(limit, tat, now)  # undo a clock step back
+                    return self._held_decision(bucket, now_ns, cost)
         finally:
             lock.release()
         capacity = limit.capacity_units
@@ -298,12 +314,12 @@ class MemoryStore:
                 tat = persistence.load((limit.identity, key), limit, now_ns)
             else:
                 if bucket[1] is not limit:
-                    self._check_same_limit(bucket, limit)
+                    self._adopt(bucket, limit, now_ns)
                 tat = bucket[0]
             after = (now if tat is None or tat < now else tat) + cost * limit.token_units
             if after - now > limit.capacity_units:
-                if bucket is not None:  # undo a clock step back (a load is clamped already)
-                    bucket[0] = clamped(limit, tat, now)
+                if bucket is not None and bucket[1] is limit:  # undo a clock step back
+                    bucket[0] = clamped(limit, tat, now)  # (a load is clamped already)
                 return False
             persistence.stage([((limit.identity, key), limit, after)], now_ns)
             if bucket is None:
@@ -327,7 +343,7 @@ class MemoryStore:
             now_ns = self._clock()
             table = self._tables.get(limit.identity)
             bucket = None if table is None else table.get(key)
-            step = evaluate(limit, self._tat(limit, key, now_ns), now_ns, cost)
+            step = self._evaluate(limit, key, now_ns, cost)
             if step.allowed:
                 persistence.stage([((limit.identity, key), limit, step.tat)], now_ns)
                 if bucket is None:
@@ -356,14 +372,11 @@ class MemoryStore:
         key = canonical_key(key)
         with self._lock:
             now_ns = self._clock()
-            changes: list[Change] = [
-                (
-                    (limit.identity, key),
-                    limit,
-                    refunded(limit, self._tat(limit, key, now_ns), now_ns, tokens),
-                )
-                for limit in limits
-            ]
+            changes: list[Change] = []
+            for limit in limits:
+                tat, held_until_ns = self._state(limit, key, now_ns)
+                tat = refunded(limit, tat, now_ns, tokens, held_until_ns)
+                changes.append(((limit.identity, key), limit, tat))
             if self._persistence is not None:
                 self._persistence.stage(changes, now_ns)
             for (
@@ -371,6 +384,35 @@ class MemoryStore:
                 key,
             ), limit, tat in changes:
                 self._set_tat(limit, key, tat, now_ns)
+        if self._persistence is not None:
+            self._persistence.settle()
+
+    def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
+        """Hold every limit's bucket empty until ``seconds_ns`` from now (``_gcra.drained``).
+
+        >>> store, limit = MemoryStore(clock=lambda: 0), Limit(1, 1.0)
+        >>> store.drain("k", (limit,), 5 * 10**9); store.acquire("k", (limit,), 1).retry_after
+        5.000000000000001
+        """
+        key = canonical_key(key)
+        with self._lock:
+            now_ns = self._clock()
+            until_ns = now_ns + seconds_ns
+            changes: list[Change] = []
+            owners: list[Held | None] = []
+            for limit in limits:
+                tat, held_until_ns = self._state(limit, key, now_ns)
+                longer = held_until_ns is None or held_until_ns < until_ns  # else held already
+                if longer:
+                    tat = drained(limit, tat, now_ns, until_ns)
+                    beyond_empty = tat > now_ns * limit.units_per_ns + limit.capacity_units
+                    longer = beyond_empty
+                owners.append(Held(limit, until_ns, seconds_ns) if longer else None)
+                changes.append(((limit.identity, key), limit, tat))
+            if self._persistence is not None:
+                self._persistence.stage(changes, now_ns)
+            for ((_, key), limit, tat), owner in zip(changes, owners, strict=True):
+                self._set_tat(limit, key, tat, now_ns, owner)
         if self._persistence is not None:
             self._persistence.settle()
 
@@ -399,9 +441,7 @@ class MemoryStore:
         key = canonical_key(key)
         with self._lock:
             now_ns = self._clock()
-            steps = [
-                evaluate(limit, self._tat(limit, key, now_ns), now_ns, cost) for limit in limits
-            ]
+            steps = [self._evaluate(limit, key, now_ns, cost) for limit in limits]
             changed = consume and all(step.allowed for step in steps)
             if changed:
                 if self._persistence is not None:  # first: a refused write changes nothing
@@ -416,22 +456,74 @@ class MemoryStore:
             self._persistence.settle()
         return decision_from_steps(limits, steps)
 
-    def _tat(self, limit: Limit, key: Key, now_ns: int) -> int | None:
+    def _state(self, limit: Limit, key: Key, now_ns: int) -> tuple[int | None, int | None]:
+        """The bucket's state under ``limit``, clamped (and stored so), and its hold."""
         table = self._tables.get(limit.identity)
         bucket = None if table is None else table.get(key)
         if bucket is None:
             if self._persistence is not None:
-                return self._persistence.load((limit.identity, key), limit, now_ns)
-            return None
+                return self._persistence.load((limit.identity, key), limit, now_ns), None
+            return None, None
         if bucket[1] is not limit:
-            self._check_same_limit(bucket, limit)
+            tat = self._adopt(bucket, limit, now_ns)
+            owner = bucket[1]
+            return tat, None if owner is limit else owner.deadline(now_ns)
         # A bucket further ahead than an empty one saw the clock step back:
         # it is kept as an empty one, so the wait it reports comes true.
-        tat: int = clamped(limit, bucket[0], now_ns * limit.units_per_ns)
+        tat = clamped(limit, bucket[0], now_ns * limit.units_per_ns)
         bucket[0] = tat
+        return tat, None
+
+    def _evaluate(self, limit: Limit, key: Key, now_ns: int, cost: int) -> Step:
+        tat, held_until_ns = self._state(limit, key, now_ns)
+        return evaluate(limit, tat, now_ns, cost, held_until_ns)
+
+    @staticmethod
+    def _rebind(bucket: Bucket, limit: Limit) -> bool:
+        """For the C path: True, and ``bucket[1] = limit``, when the two are alike.
+
+        Anything else (a changed plan, a drain's ``Held``) C hands to Python.
+        """
+        owner = bucket[1]
+        if type(owner) is Limit and owner.signature == limit.signature:
+            bucket[1] = limit
+            return True
+        return False
+
+    @staticmethod
+    def _adopt(bucket: Bucket, limit: Limit, now_ns: int) -> int | None:
+        """Keep ``bucket`` under ``limit`` from now on: its state converted and clamped.
+
+        Called whenever ``bucket[1]`` is not ``limit`` itself: another equal
+        object (nothing to convert), a changed plan (``_gcra.converted``), or
+        a drain's ``Held``, kept while the bucket is still beyond empty.
+        Returns the state (None: full); ``bucket[1]`` is ``limit`` or ``Held``.
+        """
+        owner = bucket[1]
+        now = now_ns * limit.units_per_ns
+        if type(owner) is Held:
+            held_until_ns: int | None = owner.deadline(now_ns)
+            old: Limit = owner.limit
+        else:
+            held_until_ns, old = None, owner
+        tat = converted(old.signature, limit, bucket[0], now_ns, held_until_ns)
+        if held_until_ns is not None and tat is not None and tat > now + limit.capacity_units:
+            bucket[1] = Held(limit, held_until_ns, owner.for_ns)
+        else:
+            bucket[1] = limit
+        bucket[0] = now if tat is None else tat
         return tat
 
-    def _set_tat(self, limit: Limit, key: Key, tat: int | None, now_ns: int) -> None:
+    def _held_decision(self, bucket: Bucket, now_ns: int, cost: int) -> Decision:
+        """The refusal of a bucket held by a drain (``_adopt`` has clamped it)."""
+        held: Held = bucket[1]
+        step = evaluate(held.limit, bucket[0], now_ns, cost, held.deadline(now_ns))
+        return from_nanoseconds(False, step.remaining, step.retry_ns, step.reset_ns, held.limit)
+
+    def _set_tat(
+        self, limit: Limit, key: Key, tat: int | None, now_ns: int, owner: Held | None = None
+    ) -> None:
+        """Store a new state; ``owner`` (a drain's ``Held``) replaces ``bucket[1]`` if given."""
         table = self._tables.get(limit.identity)
         if tat is None:
             if table is not None:
@@ -440,8 +532,11 @@ class MemoryStore:
         bucket = None if table is None else table.get(key)
         if bucket is None:
             self._create(limit, key, tat, now_ns)
+            bucket = self._tables[limit.identity][key] if owner is not None else None
         else:
             bucket[0] = tat
+        if owner is not None and bucket is not None:
+            bucket[1] = owner
 
     def _create(self, limit: Limit, key: Key, tat: int, now_ns: int) -> None:
         try:
@@ -454,19 +549,6 @@ class MemoryStore:
             dropped = self._sweep.sweep(self._tables, now_ns)
             if dropped and self._persistence is not None:
                 self._persistence.forget(dropped)
-
-    @staticmethod
-    def _check_same_limit(bucket: Bucket, limit: Limit) -> None:
-        known: Limit = bucket[1]
-        if (known.tokens, known.period_ns, known.burst) != (
-            limit.tokens,
-            limit.period_ns,
-            limit.burst,
-        ):
-            raise ConfigurationError(
-                f"limit name {limit.name!r} is used with two different rates: {known} and {limit}"
-            )
-        bucket[1] = limit
 
 
 # A memory:// store inherited by a forked child (a pre-forking server's

@@ -63,6 +63,9 @@ class Store(Protocol):
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         """Give ``tokens`` back to every limit's bucket, capped at full."""
 
+    def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
+        """Hold every limit's bucket empty for ``seconds_ns`` (``_gcra.drained``)."""
+
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
         """Make every limit's bucket full."""
 
@@ -94,6 +97,8 @@ class AsyncStore(Protocol):
     async def acquire_many(self, requests: Sequence[Request]) -> list[Decision]: ...
 
     async def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None: ...
+
+    async def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None: ...
 
     async def reset(self, key: Key, limits: tuple[Limit, ...]) -> None: ...
 
@@ -142,6 +147,12 @@ class SyncStoreAsAsync:
             await asyncio.to_thread(self.sync_store.refund, key, limits, tokens)
         else:
             self.sync_store.refund(key, limits, tokens)
+
+    async def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
+        if self.blocking:
+            await asyncio.to_thread(self.sync_store.drain, key, limits, seconds_ns)
+        else:
+            self.sync_store.drain(key, limits, seconds_ns)
 
     async def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
         if self.blocking:

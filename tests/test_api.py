@@ -81,11 +81,10 @@ def test_the_memory_store_keeps_the_store_protocol() -> None:
     assert isinstance(MemoryStore(), Store)
 
 
-def test_a_name_reused_with_another_rate_is_refused(clock: FakeClock) -> None:
+def test_a_name_reused_with_another_rate_is_a_plan_change(clock: FakeClock) -> None:
     limiter = Limiter(clock=clock)
-    limiter.acquire("k", Limit(7, 30.0, name="general"))
-    with pytest.raises(ConfigurationError, match="general"):
-        limiter.acquire("k", Limit(10, 30.0, name="general"))
+    assert limiter.acquire("k", Limit(7, 30.0, name="general")).remaining == 6
+    assert limiter.acquire("k", Limit(10, 30.0, name="general")).remaining == 5
 
 
 def test_headers_follow_the_draft_and_the_legacy_names(clock: FakeClock) -> None:

@@ -236,3 +236,75 @@ def test_a_closed_limiter_refuses_every_call(limiter: Limiter) -> None:
     with pytest.raises(StoreClosed):
         limiter.try_acquire("k", HOURLY)
     limiter.close()  # idempotent
+
+
+# -- plans and live changes (docs/design.md §3) -------------------------------------------
+
+
+def test_one_name_carries_other_rates_for_other_keys(limiter: Limiter) -> None:
+    free, paid = Limit(1, 3600.0, name="tier"), Limit(100, 3600.0, name="tier")
+    assert limiter.acquire("free-user", free).remaining == 0
+    assert limiter.acquire("paid-user", paid).remaining == 99
+    assert not limiter.acquire("free-user", free)
+    assert limiter.acquire("paid-user", paid).remaining == 98
+
+
+def test_an_upgrade_mid_stream_keeps_the_tokens_then_refills_at_the_new_rate(
+    limiter: Limiter,
+) -> None:
+    basic, pro = Limit(5, 3600.0, name="plan"), Limit(50, 3600.0, name="plan")
+    assert limiter.acquire("k", basic, cost=3).remaining == 2
+    assert limiter.acquire("k", pro).remaining == 1  # the 2 held carry over
+    assert limiter.acquire("k", pro).remaining == 0
+    denied = limiter.acquire("k", pro)
+    assert not denied
+    assert 70 < denied.retry_after <= 72 + 1e-6  # a token per 72 s now, not 720 s
+
+
+def test_a_downgrade_caps_the_tokens_at_the_new_burst(limiter: Limiter) -> None:
+    pro, basic = Limit(50, 3600.0, name="plan"), Limit(5, 3600.0, name="plan")
+    assert limiter.acquire("k", pro, cost=10).remaining == 40
+    assert limiter.acquire("k", basic).remaining == 4
+    assert limiter.acquire("k", basic, cost=4).remaining == 0
+    denied = limiter.acquire("k", basic)
+    assert 700 < denied.retry_after <= 720 + 1e-6
+
+
+def test_a_burst_cut_below_the_tokens_held(limiter: Limiter) -> None:
+    roomy, tight = Limit(10, 3600.0, name="plan"), Limit(10, 3600.0, burst=2, name="plan")
+    assert limiter.acquire("k", roomy, cost=3).remaining == 7
+    assert limiter.acquire("k", tight).remaining == 1
+    assert limiter.acquire("k", tight).remaining == 0
+    assert not limiter.acquire("k", tight)
+
+
+# -- drain (docs/design.md §2) -------------------------------------------------------------
+
+
+def test_a_drain_empties_the_bucket_until_then(limiter: Limiter) -> None:
+    limiter.drain("k", HOURLY, seconds=30)
+    denied = limiter.acquire("k", HOURLY)
+    assert not denied
+    assert denied.remaining == 0
+    assert 29 < denied.retry_after <= 30 + 1e-6
+
+
+def test_a_drain_longer_than_a_full_refill_holds(limiter: Limiter) -> None:
+    fast = Limit(2, 1.0)  # full again within a second
+    limiter.drain("k", fast, Limit(1, 3600.0), seconds=600)
+    for _ in range(3):
+        denied = limiter.acquire("k", fast)
+        assert not denied
+        assert 590 < denied.retry_after <= 600 + 1e-6
+
+
+def test_a_drain_never_makes_a_bucket_fuller(limiter: Limiter) -> None:
+    assert limiter.acquire("k", DAILY, cost=3)
+    limiter.drain("k", DAILY, seconds=5)
+    assert 28000 < limiter.acquire("k", DAILY).retry_after <= 28800 + 1e-6
+
+
+def test_a_drain_refuses_bad_seconds(limiter: Limiter) -> None:
+    for seconds in (-1, math.nan, math.inf, 366 * 86400):
+        with pytest.raises(ConfigurationError):
+            limiter.drain("k", HOURLY, seconds=seconds)

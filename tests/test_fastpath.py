@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bucketcore import ConfigurationError, Limit, Limiter
+from bucketcore import Limit, Limiter
 from bucketcore.errors import BucketError
 from bucketcore.memory import PURE_PYTHON_VARIABLE, MemoryStore, fast_path_available
 from tests.conftest import IN_CI, FakeClock
@@ -86,7 +86,18 @@ STEPS = st.one_of(
     st.integers(1, 10**17),  # years at once
 )
 OPS = st.sampled_from(
-    ["acquire", "try_acquire", "acquire_cost", "two", "three", "twice", "peek", "refund", "reset"]
+    [
+        "acquire",
+        "try_acquire",
+        "acquire_cost",
+        "two",
+        "three",
+        "twice",
+        "peek",
+        "refund",
+        "reset",
+        "drain",
+    ]
 )
 COSTS = st.one_of(st.integers(1, 12), st.integers(1, 10**12))
 
@@ -121,6 +132,8 @@ def _call(store: MemoryStore, op: str, key: Any, limits: list[Limit], cost: int)
             )
         if op == "refund":
             return store.refund(key, tuple(limits), cost)
+        if op == "drain":  # held buckets: C hands them to Python
+            return store.drain(key, tuple(limits[:2]), cost * 1_000_000)
         return store.reset(key, tuple(limits))
     except BucketError as exc:  # a name reused with another rate, a record out of range
         return (type(exc), str(exc).replace(str(getattr(store, "path", "")), "<path>"))
@@ -245,12 +258,14 @@ def test_an_unknown_keyword_is_a_type_error() -> None:
 
 
 @needs_fast_path
-def test_a_name_reused_with_another_rate_raises_from_c() -> None:
+def test_a_plan_changed_under_c_is_converted_and_then_decided_in_c() -> None:
     store = MemoryStore(clock=FakeClock())
     assert store.checked_acquire("k", Limit(7, 30, name="general")).remaining == 6
     assert store.checked_acquire("k", Limit(7, 30, name="general")).remaining == 5
-    with pytest.raises(ConfigurationError, match="two different rates"):
-        store.checked_try_acquire("k", Limit(8, 30, name="general"))
+    upgraded = Limit(70, 30, name="general")
+    assert store.checked_acquire("k", upgraded).remaining == 4  # 5 held carry over
+    assert store._tables["n:general"]["k"][1] is upgraded  # C takes it from now on
+    assert store.checked_acquire("k", upgraded).remaining == 3
 
 
 @needs_fast_path

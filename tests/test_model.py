@@ -68,7 +68,7 @@ def _check_time(actual: float, exact: Fraction) -> None:
 
 def _check(decision: Decision, model: ModelBucket, cost: int, allowed: bool) -> None:
     assert decision.allowed is allowed
-    assert decision.remaining == math.floor(model.tokens)
+    assert decision.remaining == max(0, math.floor(model.tokens))  # below 0 when drained
     if allowed:
         assert decision.retry_after == 0.0
     elif cost > model.burst:
@@ -160,3 +160,79 @@ def test_several_limits_match_the_model_all_or_nothing(
                 math.inf if cost > binding.burst else binding.seconds_until(Fraction(cost))
             ) == longest
         assert decision.remaining == math.floor(binding.tokens)
+
+
+def _everyday_limits() -> st.SearchStrategy[Limit]:
+    """Small rates and bursts, where drains outlast a refill and changes matter."""
+    return st.builds(
+        Limit,
+        st.sampled_from([1, 2, 3, 5, 10, 7]),
+        st.sampled_from([0.5, 1.0, 2.0, 3.0, 30.0]),
+        burst=st.sampled_from([None, 1, 2, 4]),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    plans=st.lists(st.one_of(_limits(), _everyday_limits()), min_size=2, max_size=3),
+    script=st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from([0, 1, 10**6, 10**8, 10**9]), STEPS),
+            st.sampled_from(["acquire", "acquire", "peek", "change", "drain"]),
+            st.integers(0, 2),
+            st.integers(1, 12),
+            st.integers(0, 10**11),
+        ),
+        max_size=40,
+    ),
+)
+def test_a_key_whose_limit_changes_or_drains_matches_the_model(
+    plans: list[Limit], script: list[tuple[int, str, int, int, int]]
+) -> None:
+    """docs/design.md §3: the tokens held carry over, capped at the new burst, then
+    refill at the new rate; a drain holds the first whole token back until its
+    deadline (a time, which a change keeps)."""
+    plans = [Limit(p.tokens, p.period, burst=p.burst, name="plan") for p in plans]
+    clock = FakeClock(start_ns=10**12)
+    limiter = Limiter(clock=clock)
+    limit = model_limit = plans[0]
+    model = ModelBucket(
+        limit.burst or 0, Fraction(limit.tokens, limit.period_ns), Fraction(limit.burst or 0), 0
+    )
+    model.at_ns = clock()
+    for step_ns, op, plan, cost, drain_ns in script:
+        clock.advance(ns=step_ns)
+        model.refill(clock())
+        if op == "change":  # it takes effect at the next call that names the new limit
+            limit = plans[plan % len(plans)]
+            continue
+        if (limit.tokens, limit.period_ns, limit.burst) != (
+            model_limit.tokens,
+            model_limit.period_ns,
+            model_limit.burst,
+        ):
+            model_limit = limit
+            rate = Fraction(limit.tokens, limit.period_ns)
+            if model.tokens < 0:  # held: the instant of the first token carries over
+                first_ns = math.ceil((1 - model.tokens) / model.rate_per_ns)
+                model.tokens = 1 - rate * first_ns
+            was_full = model.tokens >= model.burst  # full buckets are not kept: full again
+            model.burst, model.rate_per_ns = limit.burst or 0, rate
+            model.tokens = Fraction(model.burst) if was_full else min(model.tokens, model.burst)
+        if op == "drain":
+            seconds = drain_ns / 1e9
+            limiter.drain("k", limit, seconds=seconds)
+            held_ns = math.ceil(Fraction(seconds) * 10**9)
+            model.tokens = min(model.tokens, 1 - model.rate_per_ns * held_ns)
+            continue
+        fits = model.tokens >= cost
+        if op == "acquire":
+            if fits:
+                model.tokens -= cost
+            _check(limiter.acquire("k", limit, cost=cost), model, cost, fits)
+        else:
+            before = model.tokens
+            if fits:
+                model.tokens -= cost
+            _check(limiter.peek("k", limit, cost=cost), model, cost, fits)
+            model.tokens = before

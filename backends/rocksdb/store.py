@@ -171,6 +171,9 @@ class RocksDBStore:
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         self._memory.refund(key, limits, tokens)
 
+    def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
+        self._memory.drain(key, limits, seconds_ns)
+
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
         self._memory.reset(key, limits)
 
