@@ -35,6 +35,9 @@ class DownStore:
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         raise self._fail()
 
+    def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
+        raise self._fail()
+
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
         raise self._fail()
 

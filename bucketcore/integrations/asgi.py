@@ -53,7 +53,6 @@ from bucketcore.integrations.http import (
     Answer,
     Check,
     LimitSpec,
-    PoolRegistry,
     api_key,
     basic_auth_user,
     bounded_key,
@@ -219,10 +218,6 @@ class RateLimitMiddleware:
         self._key = key
         self._policy = check_on_store_error(on_store_error)
         self._hooks = hooks_tuple(on_decision)
-        pools = PoolRegistry()
-        for checked in (*self._rules, self._default):
-            if checked is not None:
-                pools.register(checked.limits)
 
     @property
     def limiter(self) -> AsyncLimiter:

@@ -48,7 +48,6 @@ from bucketcore.integrations.http import (
     Answer,
     Check,
     LimitSpec,
-    PoolRegistry,
     api_key,
     basic_auth_user,
     binding_decision,
@@ -216,10 +215,6 @@ class BucketCore:
         self._policy = check_on_store_error(on_store_error)
         self._hooks = hooks_tuple(on_decision)
         self._exempt_when = exempt_when
-        self._pools = PoolRegistry()
-        self._checked_views: set[int] = set()
-        for rule in self._default:
-            self._pools.register(rule.limits)
         if app is not None:
             self.init_app(app)
 
@@ -249,10 +244,8 @@ class BucketCore:
         cost: int | Callable[[], int] = 1,
         exempt_when: Callable[[], bool] | None = None,
     ) -> Callable[[View], View]:
-        """``bucketcore.flask.limit``, with the pool name checked at once."""
-        decorate = limit(spec, name=name, key=key, cost=cost, exempt_when=exempt_when)
-        self._pools.register(limits_from(spec, name=name))
-        return decorate
+        """``bucketcore.flask.limit``, as a method of the extension."""
+        return limit(spec, name=name, key=key, cost=cost, exempt_when=exempt_when)
 
     exempt = staticmethod(exempt)
 
@@ -262,10 +255,6 @@ class BucketCore:
         rules: list[_Rule] | None = getattr(view, _RULES, None)
         if rules is None:
             return self._default
-        if id(view) not in self._checked_views:
-            for rule in rules:
-                self._pools.register(rule.limits)
-            self._checked_views.add(id(view))
         return tuple(rules)
 
     def _check(self) -> flask.Response | None:

@@ -42,7 +42,6 @@ __all__ = [
     "Check",
     "LimitSpec",
     "OnStoreError",
-    "PoolRegistry",
     "Verdict",
     "api_key",
     "basic_auth_user",
@@ -161,38 +160,6 @@ def limits_from(
                 f"a limit name used over HTTP must be printable ASCII, got {limit.name!r}"
             )
     return limits
-
-
-class PoolRegistry:
-    """Refuses two different limits under one pool name.
-
-    A name is a shared pool: ``/pizza`` and ``/pasta`` both saying
-    ``name="general"`` draw on one bucket per key. If they disagreed about
-    its size the bucket would be checked against two rates, so that is an
-    error, raised when the second one is registered.
-
-    >>> pools = PoolRegistry()
-    >>> pools.register(limits_from("7/30s", name="general"))
-    >>> pools.register(limits_from("8/30s", name="general"))
-    Traceback (most recent call last):
-    ...
-    bucketcore.errors.ConfigurationError: pool 'general' is 8/30s here but 7/30s elsewhere
-    """
-
-    def __init__(self) -> None:
-        self._pools: dict[str, Limit] = {}
-
-    def register(self, limits: tuple[Limit, ...]) -> None:
-        for limit in limits:
-            if limit.name is None:
-                continue
-            known = self._pools.setdefault(limit.name, limit)
-            if known != limit:
-                here = str(limit).partition("=")[2]
-                there = str(known).partition("=")[2]
-                raise ConfigurationError(
-                    f"pool {limit.name!r} is {here} here but {there} elsewhere"
-                )
 
 
 def check_on_store_error(policy: object) -> Literal["503", "pass"]:
