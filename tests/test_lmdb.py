@@ -11,12 +11,13 @@ from bucketcore import ConfigurationError, CorruptState, Limit, Limiter, StoreCl
 from bucketcore.backends.lmdb import LMDBStore
 from bucketcore.backends.lmdb.records import (
     RECORD,
+    RECORD_V1,
     Anchor,
     anchor_for,
     encode,
     record_keys,
     record_prefix,
-    tat_from_record,
+    state_from_record,
 )
 from tests.conftest import FakeClock
 
@@ -136,13 +137,29 @@ def test_every_durability_decides_and_reopens(tmp_path: Path, durability: str) -
 
 @pytest.mark.parametrize("limit", [Limit(3, 1.0), Limit(7, 3.0), Limit(1, 1e-6), Limit(10**7, 1.0)])
 def test_a_record_round_trips_exactly(limit: Limit) -> None:
-    for tat in (0, 1, limit.units_per_ns * 10**18 + limit.units_per_ns - 1):
-        assert tat_from_record(encode(tat, limit.units_per_ns), limit) == tat
+    now_ns = 10**18
+    now = now_ns * limit.units_per_ns
+    for tat in (now + 1, now + limit.capacity_units // 2, now + limit.capacity_units):
+        assert state_from_record(encode(tat, limit.signature), limit, now_ns).tat == tat
 
 
-def test_a_record_read_in_other_units_rounds_towards_waiting() -> None:
-    value = encode(3, 2)  # 1.5 ns
-    assert tat_from_record(value, Limit(1, 1.0)) == 2
+def test_a_version_1_record_still_loads_rounded_towards_waiting() -> None:
+    value = RECORD_V1.pack(1, 1, 1, 2)  # 1.5 ns, in half nanoseconds
+    assert state_from_record(value, Limit(1, 1.0), now_ns=0).tat == 2
+
+
+def test_a_record_kept_under_another_limit_is_converted() -> None:
+    old, new = Limit(10, 1.0, name="plan"), Limit(100, 1.0, name="plan")
+    value = encode(600_000_000, old.signature)  # 4 of 10 tokens held at 0
+    assert state_from_record(value, new, now_ns=0).tat == 960_000_000  # 4 of 100
+
+
+def test_a_hold_is_kept_and_never_beyond_what_was_asked() -> None:
+    limit = Limit(2, 1.0)
+    value = encode(10**10 + 5 * 10**8, limit.signature, held=(10**10, 10**10))
+    assert state_from_record(value, limit, now_ns=0) == (10**10 + 5 * 10**8, (10**10, 10**10))
+    stepped_back = state_from_record(value, limit, now_ns=-(10**10))  # a clock step back
+    assert stepped_back.held == (0, 10**10)
 
 
 @pytest.mark.parametrize(
@@ -150,14 +167,16 @@ def test_a_record_read_in_other_units_rounds_towards_waiting() -> None:
     [
         b"",
         b"x" * RECORD.size,
-        RECORD.pack(2, 0, 0, 1),
-        RECORD.pack(1, 0, 5, 5),
-        encode(1, 1) + b"!",
+        RECORD.pack(3, 0, 0, 1, 1, 1, 0, 0),
+        RECORD.pack(2, 0, 5, 5, 1, 1, 0, 0),
+        RECORD.pack(2, 0, 0, 1, 0, 1, 0, 0),
+        RECORD_V1.pack(2, 0, 0, 1),
+        encode(1, Limit(1, 1.0).signature) + b"!",
     ],
 )
 def test_damaged_records_are_corrupt_state(value: bytes) -> None:
     with pytest.raises(CorruptState):
-        tat_from_record(value, Limit(1, 1.0))
+        state_from_record(value, Limit(1, 1.0), now_ns=0)
 
 
 def test_record_keys_are_one_to_one_even_past_the_lmdb_key_size() -> None:
@@ -167,7 +186,7 @@ def test_record_keys_are_one_to_one_even_past_the_lmdb_key_size() -> None:
     assert all(len(db_key) <= 511 for db_key, _ in keys)
     long_key, full = keys[2]
     with pytest.raises(CorruptState):  # a record stored for another full key is refused
-        tat_from_record(encode(1, 1) + keys[3][1], Limit(1, 1.0), full)
+        state_from_record(encode(1, Limit(1, 1.0).signature) + keys[3][1], Limit(1, 1.0), 0, full)
     assert long_key.startswith(b"\x02")
 
 

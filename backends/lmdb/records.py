@@ -16,9 +16,11 @@ bucket's).
 
 **Records.** A fixed little-endian struct: format version, the anchored
 instant the bucket is full again in whole nanoseconds plus a remainder in
-``1 / units`` of a nanosecond (no fraction of a token is lost), and
-``units`` itself (so a named limit whose rate changes reads its tokens
-back in the new units, rounded towards waiting).
+``1 / units`` of a nanosecond (no fraction of a token is lost), and the
+limit's ``Signature`` (units, token units, burst: a key whose limit changed
+reads its tokens back through ``_gcra.converted``), then a drain's hold (the
+anchored deadline and the length asked; 0 and 0 when none). Version 1
+records (no signature, no hold) still load, as under the caller's limit.
 
 **Keys.** ``BUCKET_TAG + len(identity) + identity + key bytes``: the length
 prefix makes (identity, key) -> record key one-to-one. LMDB keys stop at 511
@@ -29,8 +31,8 @@ collision would be refused as ``CorruptState``, never shared).
 
 >>> from bucketcore.limit import Limit
 >>> limit = Limit(3, 1.0)
->>> value = encode(5 * 10**9, limit.units_per_ns)
->>> tat_from_record(value, limit) == 5 * 10**9
+>>> tat = 5 * 10**9 * limit.units_per_ns          # full again at 5 s
+>>> state_from_record(encode(tat, limit.signature), limit, now_ns=4 * 10**9).tat == tat
 True
 """
 
@@ -43,8 +45,9 @@ import time
 import uuid
 from typing import NamedTuple
 
+from bucketcore._gcra import clamped, converted
 from bucketcore.errors import CorruptState
-from bucketcore.limit import Limit
+from bucketcore.limit import Limit, Signature
 
 __all__ = [
     "ANCHOR_KEY",
@@ -53,8 +56,10 @@ __all__ = [
     "FORMAT_VALUE",
     "HASHED_TAG",
     "RECORD",
+    "RECORD_V1",
     "VERSION",
     "Anchor",
+    "Loaded",
     "Value",
     "anchor_for",
     "boot_id",
@@ -62,13 +67,16 @@ __all__ = [
     "is_full_record",
     "record_keys",
     "record_prefix",
-    "tat_from_record",
+    "state_from_record",
 ]
 
-VERSION = 1
-RECORD = struct.Struct("<BqQQ")  # version, full_at_ns, remainder, units
+VERSION = 2
+# version, full_at_ns, remainder, units, token_units, burst, held_until_ns, held_for_ns
+RECORD = struct.Struct("<BqQQQQqQ")
+RECORD_V1 = struct.Struct("<BqQQ")  # version, full_at_ns, remainder, units
 _RECORD_SIZE = RECORD.size
 _unpack = RECORD.unpack
+_ANCHOR_VERSION = 1
 _ANCHOR = struct.Struct("<B16sq")  # version, boot id, offset_ns (anchored = monotonic + offset)
 
 FORMAT_KEY = b"\x00bucketcore-format"
@@ -86,49 +94,71 @@ Value = bytes | memoryview  # what a transaction's get() returns (bytes unless b
 # -- records -------------------------------------------------------------------
 
 
-def encode(tat: int, units_per_ns: int) -> bytes:
-    """A bucket's state (its tat in ``units_per_ns`` units, anchored) as a record.
+class Loaded(NamedTuple):
+    """A record read at an instant under the caller's limit (``state_from_record``)."""
 
-    >>> RECORD.unpack(encode(7, 2))
-    (1, 3, 1, 2)
+    tat: int | None  # in the caller's units, converted and clamped; None: full
+    held: tuple[int, int] | None  # a drain's (deadline, length) still holding it empty
+
+
+def encode(tat: int, signature: Signature, held: tuple[int, int] | None = None) -> bytes:
+    """A bucket's state (its tat in ``signature``'s units, anchored) as a record.
+
+    >>> RECORD.unpack(encode(7, Limit(1, 1.0, burst=2).signature))[:4]
+    (2, 7, 0, 1)
     """
-    if units_per_ns == 1:
-        return RECORD.pack(VERSION, tat, 0, 1)
-    full_at_ns, remainder = divmod(tat, units_per_ns)
-    return RECORD.pack(VERSION, full_at_ns, remainder, units_per_ns)
+    units, token_units, burst = signature
+    full_at_ns, remainder = (tat, 0) if units == 1 else divmod(tat, units)
+    until, length = (0, 0) if held is None else held
+    return RECORD.pack(VERSION, full_at_ns, remainder, units, token_units, burst, until, length)
 
 
-def _fields(value: Value, full_key: bytes) -> tuple[int, int, int]:
-    if len(value) != RECORD.size + len(full_key) or value[RECORD.size :] != full_key:
+def _fields(value: Value, full_key: bytes) -> tuple[int, ...]:
+    size = RECORD_V1.size if len(value) == RECORD_V1.size + len(full_key) else RECORD.size
+    if len(value) != size + len(full_key) or value[size:] != full_key:
         raise CorruptState(f"a bucket record is {len(value)} bytes or names another bucket")
-    version, full_at_ns, remainder, units = RECORD.unpack_from(value)
-    if version != VERSION:
-        raise CorruptState(f"unknown bucket record format version {version}")
-    if units < 1 or remainder >= units:
+    fields: tuple[int, ...] = (RECORD_V1 if size == RECORD_V1.size else RECORD).unpack_from(value)
+    if fields[0] != (1 if size == RECORD_V1.size else VERSION):
+        raise CorruptState(f"unknown bucket record format version {fields[0]}")
+    units, remainder = fields[3], fields[2]
+    if units < 1 or remainder >= units or (size == RECORD.size and min(fields[4:6]) < 1):
         raise CorruptState(f"bucket record remainder {remainder} is not a fraction of 1/{units}")
-    return full_at_ns, remainder, units
+    return fields
 
 
-def tat_from_record(value: Value, limit: Limit, full_key: bytes = b"") -> int:
-    """The stored tat in ``limit``'s units (``_gcra`` clamps it against now).
+def state_from_record(value: Value, limit: Limit, now_ns: int, full_key: bytes = b"") -> Loaded:
+    """The stored state under ``limit`` at anchored ``now_ns``: converted, clamped.
 
-    ``full_key`` is the record key stored after the struct (hashed keys).
-    A remainder in other units is rounded up: the caller waits the longer side.
+    ``full_key`` is the record key stored after the struct (hashed keys). A
+    record kept under another limit goes through ``_gcra.converted``; a
+    version 1 record is taken as ``limit``'s, its remainder rounded up.
 
-    >>> tat_from_record(encode(3, 2), Limit(1, 1.0))   # 1.5 ns, in 1-ns units
-    2
+    >>> state_from_record(encode(3 * 10**9, Limit(1, 1.0).signature), Limit(2, 1.0), 0).tat
+    1000000000
     """
     if len(value) == _RECORD_SIZE and not full_key:  # the common case, checked inline
-        version, full_at_ns, remainder, units = _unpack(value)
-        if version != VERSION or units < 1 or remainder >= units:
-            _fields(value, full_key)  # raises, naming what is wrong
+        fields = _unpack(value)
+        if fields[0] != VERSION or fields[3] < 1 or fields[2] >= fields[3] or min(fields[4:6]) < 1:
+            fields = _fields(value, full_key)  # raises, naming what is wrong
     else:
-        full_at_ns, remainder, units = _fields(value, full_key)
+        fields = _fields(value, full_key)
     units_per_ns = limit.units_per_ns
-    if units != units_per_ns:
-        remainder = -(-remainder * units_per_ns // units)
-    tat: int = full_at_ns * units_per_ns + remainder
-    return tat
+    now = now_ns * units_per_ns
+    if len(fields) == 4:  # version 1: no signature, no hold
+        _, full_at_ns, remainder, units = fields
+        if units != units_per_ns:
+            remainder = -(-remainder * units_per_ns // units)
+        tat = clamped(limit, full_at_ns * units_per_ns + remainder, now)
+        return Loaded(None if tat <= now else tat, None)
+    _, full_at_ns, remainder, units, token_units, burst, until, length = fields
+    held_until = min(until, now_ns + length) if length else None
+    stored = full_at_ns * units + remainder
+    state = converted(Signature(units, token_units, burst), limit, stored, now_ns, held_until)
+    if state is None or state <= now:
+        return Loaded(None, None)
+    if held_until is None or state <= now + limit.capacity_units:
+        return Loaded(state, None)
+    return Loaded(state, (held_until, length))
 
 
 def is_full_record(value: Value, now_ns: int) -> bool:
@@ -137,13 +167,14 @@ def is_full_record(value: Value, now_ns: int) -> bool:
     A record that does not parse is never called full: it is reported when
     its bucket is used, not deleted behind anyone's back.
 
-    >>> is_full_record(encode(10, 1), 10), is_full_record(encode(11, 1), 10)
+    >>> one = Limit(1, 1.0).signature
+    >>> is_full_record(encode(10, one), 10), is_full_record(encode(11, one), 10)
     (True, False)
     """
-    if len(value) < RECORD.size:
+    if len(value) < RECORD_V1.size:
         return False
-    version, full_at_ns, remainder, units = RECORD.unpack_from(value)
-    if version != VERSION or units < 1 or remainder >= units:
+    version, full_at_ns, remainder, units = RECORD_V1.unpack_from(value)
+    if version not in (1, VERSION) or units < 1 or remainder >= units:
         return False
     full: bool = full_at_ns < now_ns or (full_at_ns == now_ns and remainder == 0)
     return full
@@ -192,14 +223,14 @@ class Anchor(NamedTuple):
         >>> Anchor.decode(Anchor(b"b" * 16, 5).encode())
         Anchor(boot=b'bbbbbbbbbbbbbbbb', offset_ns=5)
         """
-        return _ANCHOR.pack(VERSION, self.boot, self.offset_ns)
+        return _ANCHOR.pack(_ANCHOR_VERSION, self.boot, self.offset_ns)
 
     @staticmethod
     def decode(value: Value) -> Anchor:
         if len(value) != _ANCHOR.size:
             raise CorruptState(f"the time anchor is {len(value)} bytes, expected {_ANCHOR.size}")
         version, boot, offset_ns = _ANCHOR.unpack(value)
-        if version != VERSION:
+        if version != _ANCHOR_VERSION:
             raise CorruptState(f"unknown time anchor format version {version}")
         return Anchor(boot, offset_ns)
 

@@ -25,7 +25,7 @@ from urllib.parse import SplitResult
 
 import lmdb
 
-from bucketcore._gcra import Step, clamped, decision_from_steps, evaluate, refunded
+from bucketcore._gcra import Step, decision_from_steps, drained, evaluate, refunded
 from bucketcore._keys import Key
 from bucketcore.decision import Decision, from_nanoseconds
 from bucketcore.errors import ConfigurationError, CorruptState, StoreClosed
@@ -47,6 +47,7 @@ from .records import (
     BUCKETS_END,
     FORMAT_KEY,
     FORMAT_VALUE,
+    Loaded,
     Value,
     anchor_for,
     boot_id,
@@ -54,7 +55,7 @@ from .records import (
     is_full_record,
     record_keys,
     record_prefix,
-    tat_from_record,
+    state_from_record,
 )
 
 __all__ = ["LMDBStore", "open_store"]
@@ -242,14 +243,10 @@ class LMDBStore:
                     try:
                         value = txn.get(db_key)
                         now_ns = self._clock() + self._offset_ns
-                        step = evaluate(
-                            limit,
-                            None if value is None else tat_from_record(value, limit, full),
-                            now_ns,
-                            cost,
-                        )
+                        loaded = _load(value, limit, full, now_ns)
+                        step = evaluate(limit, loaded.tat, now_ns, cost, _until(loaded))
                         if step.allowed:
-                            txn.put(db_key, encode(step.tat, limit.units_per_ns) + full)
+                            txn.put(db_key, encode(step.tat, limit.signature) + full)
                             self._sweep_count += 1 if value is not None else _SWEEP_CREATED
                             if self._sweep_count >= _SWEEP_AT:
                                 self._sweep(txn, now_ns)
@@ -259,8 +256,8 @@ class LMDBStore:
                             # A denial changes nothing unless the clock stepped
                             # back past an empty bucket (_decide stores that).
                             txn.abort()
-                            done = value is not None and step.tat == tat_from_record(
-                                value, limit, full
+                            done = value is not None and bytes(value) == (
+                                encode(step.tat, limit.signature, loaded.held) + full
                             )
                     except lmdb.Error:
                         _abort(txn)
@@ -285,10 +282,10 @@ class LMDBStore:
         slots = [self._slot(limit, key) for limit in limits]
 
         def body(txn: lmdb.Transaction, now_ns: int) -> tuple[Decision, bool]:
-            steps = [
-                evaluate(limit, _tat(txn.get(db_key), limit, full), now_ns, cost)
-                for limit, (db_key, full) in zip(limits, slots, strict=True)
-            ]
+            steps = []
+            for limit, (db_key, full) in zip(limits, slots, strict=True):
+                loaded = _load(txn.get(db_key), limit, full, now_ns)
+                steps.append(evaluate(limit, loaded.tat, now_ns, cost, _until(loaded)))
             return decision_from_steps(limits, steps), False
 
         return self._transact(body, write=False)
@@ -319,13 +316,26 @@ class LMDBStore:
                 value = txn.get(db_key)
                 if value is None:
                     continue  # full already
-                tat = refunded(limit, tat_from_record(value, limit, full), now_ns, tokens)
-                if tat is None:
-                    txn.delete(db_key)
-                else:
-                    txn.put(db_key, encode(tat, limit.units_per_ns) + full)
+                loaded = _load(value, limit, full, now_ns)
+                tat = refunded(limit, loaded.tat, now_ns, tokens, _until(loaded))
+                _store(txn, db_key, full, limit, tat, now_ns, loaded.held)
                 wrote = True
             return None, wrote
+
+        self._transact(body)
+
+    def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
+        slots = [self._slot(limit, key) for limit in limits]
+
+        def body(txn: lmdb.Transaction, now_ns: int) -> tuple[None, bool]:
+            until = now_ns + seconds_ns
+            for limit, (db_key, full) in zip(limits, slots, strict=True):
+                loaded = _load(txn.get(db_key), limit, full, now_ns)
+                if loaded.held is not None and loaded.held[0] >= until:
+                    continue  # held longer already
+                tat = drained(limit, loaded.tat, now_ns, until)
+                _store(txn, db_key, full, limit, tat, now_ns, (until, seconds_ns))
+            return None, True
 
         self._transact(body)
 
@@ -359,34 +369,38 @@ class LMDBStore:
     ) -> tuple[Decision, bool]:
         """One acquire inside ``txn``: all limits' buckets change, or none."""
         values = [txn.get(db_key) for db_key, _ in slots]
-        steps: list[Step] = [
-            evaluate(
-                limit, None if value is None else tat_from_record(value, limit, full), now_ns, cost
-            )
+        loads = [
+            _load(value, limit, full, now_ns)
             for limit, value, (_, full) in zip(limits, values, slots, strict=True)
+        ]
+        steps: list[Step] = [
+            evaluate(limit, loaded.tat, now_ns, cost, _until(loaded))
+            for limit, loaded in zip(limits, loads, strict=True)
         ]
         wrote = False
         if all(step.allowed for step in steps):
             for limit, step, value, (db_key, full) in zip(
                 limits, steps, values, slots, strict=True
             ):
-                txn.put(db_key, encode(step.tat, limit.units_per_ns) + full)
+                txn.put(db_key, encode(step.tat, limit.signature) + full)
                 self._sweep_count += _SWEEP_CREATED if value is None else 1
             wrote = True
         else:
             # Denied: a bucket the clock left ahead of an empty one is stored
-            # as an empty one (so the wait reported comes true); a full one goes.
-            for limit, value, (db_key, full) in zip(limits, values, slots, strict=True):
+            # as an empty one (so the wait reported comes true), one kept
+            # under another limit is stored converted; a full one goes.
+            for limit, value, loaded, (db_key, full) in zip(
+                limits, values, loads, slots, strict=True
+            ):
                 if value is None:
                     continue
-                now = now_ns * limit.units_per_ns
-                tat = tat_from_record(value, limit, full)
-                start = clamped(limit, tat, now)
-                if start <= now:
+                if loaded.tat is None:
                     txn.delete(db_key)
                     wrote = True
-                elif start != tat:
-                    txn.put(db_key, encode(start, limit.units_per_ns) + full)
+                    continue
+                record = encode(loaded.tat, limit.signature, loaded.held) + full
+                if bytes(value) != record:
+                    txn.put(db_key, record)
                     wrote = True
         if self._sweep_count >= _SWEEP_AT:
             wrote = self._sweep(txn, now_ns) or wrote
@@ -412,8 +426,34 @@ class LMDBStore:
         return deleted
 
 
-def _tat(value: Value | None, limit: Limit, full: bytes) -> int | None:
-    return None if value is None else tat_from_record(value, limit, full)
+_FULL = Loaded(None, None)
+
+
+def _load(value: Value | None, limit: Limit, full: bytes, now_ns: int) -> Loaded:
+    return _FULL if value is None else state_from_record(value, limit, now_ns, full)
+
+
+def _until(loaded: Loaded) -> int | None:
+    return None if loaded.held is None else loaded.held[0]
+
+
+def _store(
+    txn: lmdb.Transaction,
+    db_key: bytes,
+    full: bytes,
+    limit: Limit,
+    tat: int | None,
+    now_ns: int,
+    held: tuple[int, int] | None,
+) -> None:
+    """Write a state; a hold only while the bucket is beyond empty; a full one goes."""
+    now = now_ns * limit.units_per_ns
+    if tat is None or tat <= now:
+        txn.delete(db_key)
+        return
+    if tat <= now + limit.capacity_units:
+        held = None
+    txn.put(db_key, encode(tat, limit.signature, held) + full)
 
 
 def _abort(txn: lmdb.Transaction) -> None:
