@@ -40,7 +40,17 @@ speed or place, and the tests that hold each equal to it:
   and ``clamped`` here; the inlined and C paths only take buckets already
   under the call's very limit (tests/test_limit_changes.py).
 - ``backends/lua/gcra.lua``: the step inside Redis, on the server's clock
-  (tests/test_redis.py: ``test_the_script_decides_exactly_like_the_reference``).
+  (tests/test_redis.py: ``test_the_script_decides_exactly_like_the_reference``),
+  with ``clamped``'s hold and ``drained`` in microseconds (tests/test_redis.py:
+  ``test_a_drain_survives_a_clock_step_back_no_longer_than_asked``, the
+  contract tests). It never converts: a bucket kept under another limit is
+  sent back, converted by ``backends/redis/script.py`` with ``converted``
+  here, and stored by compare-and-set (tests/test_redis.py:
+  ``test_a_changed_plan_is_converted_once_then_decided_in_one_round_trip``).
+- ``backends/lmdb/records.py`` ``state_from_record`` and
+  ``backends/rocksdb/records.py`` ``restored`` call ``converted`` and
+  ``clamped`` on the stored signature and hold (tests/test_lmdb.py,
+  tests/test_rocksdb.py).
 
 >>> from bucketcore.limit import Limit
 >>> limit = Limit(2, 1.0)                      # 2 per second, burst 2
@@ -62,6 +72,7 @@ __all__ = [
     "NEVER",
     "Held",
     "Step",
+    "as_stored",
     "clamped",
     "converted",
     "decision_from_steps",
@@ -179,25 +190,24 @@ def drained(limit: Limit, tat: int | None, now_ns: int, until_ns: int) -> int:
 
 
 def converted(
-    old: Signature, limit: Limit, tat: int | None, now_ns: int, held_until_ns: int | None = None
+    old: Signature, new: Signature, tat: int | None, now_ns: int, held_until_ns: int | None = None
 ) -> int | None:
-    """A state kept under ``old`` re-expressed under ``limit`` at ``now_ns``; None: full.
+    """A state kept under ``old`` re-expressed under ``new`` at ``now_ns``; None: full.
 
     The tokens held now carry over, capped at the new burst, rounded
     towards fewer, and refill at the new rate (Bucket4j's "as is",
-    x/time/rate's ``SetLimit``). A drained bucket (beyond empty, with
-    ``held_until_ns``) keeps the instant its first whole token comes back,
-    rounded later: the hold is a time, not a number of tokens.
+    x/time/rate's ``SetLimit``). A full bucket stays full (full ones are not
+    kept). A drained bucket (beyond empty, with ``held_until_ns``) keeps the
+    instant its first whole token comes back, rounded later: the hold is a
+    time, not a number of tokens. Equal signatures: ``clamped`` only.
 
-    >>> old = Limit(10, 1.0)                   # a token per 100 ms
+    >>> old = Limit(10, 1.0).signature         # a token per 100 ms
     >>> tat = 600_000_000                      # 4 of 10 tokens held at 0
-    >>> converted(old.signature, Limit(2, 1.0), tat, now_ns=0)   # 2 held: full
-    >>> converted(old.signature, Limit(100, 1.0), tat, now_ns=0) # 4 of 100
+    >>> converted(old, Limit(2, 1.0).signature, tat, now_ns=0)   # 2 held: full
+    >>> converted(old, Limit(100, 1.0).signature, tat, now_ns=0) # 4 of 100
     960000000
     """
     units, token_units, burst = old
-    if (units, token_units, burst) == limit.signature:
-        return clamped(limit, tat, now_ns * units, held_until_ns)
     if tat is None:
         return None
     capacity = burst * token_units
@@ -208,14 +218,32 @@ def converted(
     if held_until_ns is not None:
         ceiling = max(ceiling, held_until_ns * units + capacity - token_units)
     tat = min(tat, ceiling)
-    new_units = limit.units_per_ns
+    if old == new:
+        return tat
+    new_units, new_token_units, new_burst = new
+    new_capacity = new_burst * new_token_units
     new_now = now_ns * new_units
     if tat - now > capacity:  # held: the first token's instant carries over
         first_ns = _ceil_div(tat - capacity + token_units, units)
-        return max(new_now, first_ns * new_units + limit.capacity_units - limit.token_units)
-    held_units = (capacity - (tat - now)) * limit.token_units // token_units
-    debt = limit.capacity_units - held_units
+        return max(new_now, first_ns * new_units + new_capacity - new_token_units)
+    held_units = (capacity - (tat - now)) * new_token_units // token_units
+    debt = new_capacity - held_units
     return None if debt <= 0 else new_now + debt  # debt <= 0: capped at the new burst
+
+
+def as_stored(limit: Limit, tat: int, now_ns: int) -> int | None:
+    """A ``held_until_ns`` under which a state its store clamped already stays as it is.
+
+    Redis replies a bucket's debt after its own clamp (with its hold): a
+    debt beyond an empty bucket's is a hold, whose deadline this recovers.
+
+    >>> as_stored(Limit(1, 1.0), 3 * 10**9, now_ns=0)
+    3000000000
+    """
+    beyond = tat - now_ns * limit.units_per_ns - limit.capacity_units
+    if beyond <= 0:
+        return None
+    return now_ns + _ceil_div(beyond + limit.token_units, limit.units_per_ns)
 
 
 def refunded(

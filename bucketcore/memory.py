@@ -506,7 +506,7 @@ class MemoryStore:
             old: Limit = owner.limit
         else:
             held_until_ns, old = None, owner
-        tat = converted(old.signature, limit, bucket[0], now_ns, held_until_ns)
+        tat = converted(old.signature, limit.signature, bucket[0], now_ns, held_until_ns)
         if held_until_ns is not None and tat is not None and tat > now + limit.capacity_units:
             bucket[1] = Held(limit, held_until_ns, owner.for_ns)
         else:

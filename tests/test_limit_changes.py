@@ -51,7 +51,7 @@ def test_the_tokens_held_carry_over_capped_at_the_new_burst(
     old: Limit, old_tat_ns: int | None, new: Limit, tokens_after: float | None
 ) -> None:
     tat = None if old_tat_ns is None else old_tat_ns * old.units_per_ns
-    result = converted(old.signature, new, tat, now_ns=0)
+    result = converted(old.signature, new.signature, tat, now_ns=0)
     if tokens_after is None:
         assert result is None
     else:
@@ -62,7 +62,7 @@ def test_the_tokens_held_carry_over_capped_at_the_new_burst(
 def test_a_conversion_rounds_towards_fewer_tokens() -> None:
     # 1/3 of a 10/s token in 7/30s units is not a whole number of units.
     tat = SECOND - 100_000_000 // 3  # 1/3 token held (in ns units of 10/s)
-    result = converted(TEN_PER_SECOND.signature, SEVEN_PER_30S, tat, now_ns=0)
+    result = converted(TEN_PER_SECOND.signature, SEVEN_PER_30S.signature, tat, now_ns=0)
     assert result is not None
     assert _tokens_held(SEVEN_PER_30S, result, 0) <= 1 / 3
 
@@ -70,7 +70,7 @@ def test_a_conversion_rounds_towards_fewer_tokens() -> None:
 def test_a_held_bucket_keeps_the_instant_of_its_first_token() -> None:
     until = 5 * SECOND
     tat = drained(TWO_PER_SECOND, None, now_ns=0, until_ns=until)
-    result = converted(TWO_PER_SECOND.signature, SEVEN_PER_30S, tat, 0, held_until_ns=until)
+    result = converted(TWO_PER_SECOND.signature, SEVEN_PER_30S.signature, tat, 0, until)
     step = evaluate(SEVEN_PER_30S, result, 0, 1, held_until_ns=until)
     assert (step.allowed, step.retry_ns) == (False, until)
 

@@ -12,6 +12,7 @@ import inspect
 import logging
 import math
 import struct
+import time
 from typing import Any
 
 import pytest
@@ -201,10 +202,47 @@ def test_a_bucket_key_holding_something_else_is_corrupt_state(store: RedisStore)
         store.acquire("bad", (limit,), 1)
 
 
-def test_one_name_with_two_rates_is_refused(store: RedisStore) -> None:
-    store.acquire("k", (Limit(5, 60.0, name="api"),), 1)
-    with pytest.raises(ConfigurationError, match="two different rates"):
-        store.acquire("k", (Limit(6, 60.0, name="api"),), 1)
+def test_a_changed_plan_is_converted_once_then_decided_in_one_round_trip(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    basic, pro = Limit(5, 3600.0, name="api"), Limit(50, 3600.0, name="api")
+    assert store.acquire("k", (basic,), 3).remaining == 2
+    sent = _count_round_trips(store, monkeypatch)
+    assert store.acquire("k", (pro,), 1).remaining == 1  # the 2 held carried over
+    assert sent[0] == 2  # the call, then the conversion and the call again in one write
+    assert store.acquire("k", (pro,), 1).remaining == 0
+    assert sent[0] == 3
+    assert not store.acquire("k", (basic,), 1)  # back to basic: converted again, empty
+
+
+def test_a_clock_step_back_is_stored_clamped_so_the_reported_wait_comes_true(
+    store: RedisStore,
+) -> None:
+    limit = Limit(10, 1.0)  # a token per 100 ms
+    key_name = store.calls.keys("stepped", (limit,))[0]
+    seconds, micros = store.client.time()
+    ahead_us = seconds * 1_000_000 + micros + 10 * 3600 * 1_000_000  # written ten hours ahead
+    store.client.set(key_name, struct.pack("<dd", ahead_us, 0), px=3_600_000)
+    denied = store.acquire("stepped", (limit,), 1)
+    assert not denied
+    assert 0.09 < denied.retry_after <= 0.1 + 1e-6
+    stored_us = struct.unpack_from("<d", store.client.get(key_name))[0]
+    assert stored_us < ahead_us - 3600 * 1_000_000  # stored as an empty bucket
+    time.sleep(denied.retry_after)  # the server's clock is the point here
+    assert store.acquire("stepped", (limit,), 1)
+
+
+def test_a_drain_survives_a_clock_step_back_no_longer_than_asked(store: RedisStore) -> None:
+    limit = Limit(10, 1.0)
+    store.drain("held", (limit,), 30 * 10**9)
+    key_name = store.calls.keys("held", (limit,))[0]
+    value = store.client.get(key_name)
+    tat_us, tat_frac, until_us, for_us = struct.unpack_from("<dddd", value)
+    shift = 3600 * 1_000_000  # as if written by a server clock an hour ahead
+    ahead = struct.pack("<dddd", tat_us + shift, tat_frac, until_us + shift, for_us)
+    store.client.set(key_name, ahead + value[32:], px=3_600_000)
+    retry = store.acquire("held", (limit,), 1).retry_after
+    assert 29 < retry <= 30 + 1e-6  # the 30 s asked, not an hour and 30 s
 
 
 # -- keys ---------------------------------------------------------------------

@@ -153,7 +153,8 @@ def state_from_record(value: Value, limit: Limit, now_ns: int, full_key: bytes =
     _, full_at_ns, remainder, units, token_units, burst, until, length = fields
     held_until = min(until, now_ns + length) if length else None
     stored = full_at_ns * units + remainder
-    state = converted(Signature(units, token_units, burst), limit, stored, now_ns, held_until)
+    old = Signature(units, token_units, burst)
+    state = converted(old, limit.signature, stored, now_ns, held_until)
     if state is None or state <= now:
         return Loaded(None, None)
     if held_until is None or state <= now + limit.capacity_units:

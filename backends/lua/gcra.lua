@@ -11,20 +11,38 @@
 --   bounds before it sends a limit, and clamps a cost to the capacity plus
 --   one unit and a refund to 2^51 us: beyond those every answer is alike).
 --
+-- A value is '<dddd' (tat_us, tat_frac, held_until_us, held_for_us) then the
+-- limit's signature (units_per_ns/token_units/burst): a drain that outlasts
+-- a refill keeps the bucket beyond empty until held_until_us (never more
+-- than held_for_us ahead of now: a clock step back), and a call under
+-- another signature (a plan changed) is not decided here but answered
+-- {-1, now_us, key, value, signature, ...} for each such bucket: the client converts
+-- the state with _gcra.converted and stores it with mode "c" (compare and
+-- set), then sends the call again. (A 16-byte value, '<dd', is a version 1
+-- state: taken as under the call's limit.)
+--
 -- One call: KEYS[i] is bucket i; ARGV[1] is the mode, one of
 --   "a" acquire: take the cost from every bucket, or from none
 --   "t" try:     the same, but an allowed call only answers 1
---   "p" peek:    decide, change nothing
+--   "p" peek:    decide, change nothing (but store a clamp)
 --   "r" refund:  give the amount back, capped at full
--- then for bucket i, ARGV[5*i-3 .. 5*i+1]:
---   W, amount_us, amount_frac (cost or refund, in units), cap_us, cap_frac
+--   "d" drain:   hold every bucket empty for amount_us (never fuller)
+-- then for bucket i, ARGV[8*i-6 .. 8*i+1]:
+--   W, amount_us, amount_frac (cost, refund or drain, in units), cap_us,
+--   cap_frac, held_us, held_frac (capacity less one token), signature
 -- Reply (a, p, t denied): {now_us, allowed 0|1, debt_us_1, debt_frac_1, ...}
 -- with each bucket's debt (start - now, before this call), from which the
 -- client derives every Decision field with the same _gcra.evaluate that the
--- memory store uses. Refund replies now_us.
+-- memory store uses. Refund and drain reply now_us.
+-- "c" converted: ARGV[2..] = old value, new value, expiry ms for each key;
+-- each is set if it still holds its old value; replies 1.
+--
+-- A bucket further ahead than an empty one (and than its hold) saw the
+-- server clock step back: it is stored as an empty one, so the wait it
+-- reports comes true, whatever the mode.
 --
 -- Many calls in one script run (acquire_many): ARGV[1] is "m", then per
--- call its mode ("a" or "p"), its number of buckets n and its 5n arguments,
+-- call its mode ("a" or "p"), its number of buckets n and its 8n arguments,
 -- its buckets next in KEYS. The calls are decided one after another, each
 -- all-or-nothing on its own; the reply is {now_us} followed by each call's
 -- {allowed, debts...}.
@@ -36,31 +54,116 @@ local function corrupt()
   return redis.error_reply('BUCKETCORE corrupt bucket state')
 end
 
--- Give ARGV's amounts back to KEYS[1..n]; nil, or an error reply.
-local function refund(n)
+local ARGS = 8
+
+-- The state of a bucket, clamped at now: start (us, frac) and the hold
+-- (until_us, for_us), or nil and an error reply.
+local store
+
+local function load(key, j)
+  local value = redis.call('GET', key)
+  local start_us, start_frac, until_us, for_us = now, 0, 0, 0
+  if value then
+    local tat_us, tat_frac
+    if #value == 16 then
+      tat_us, tat_frac = struct.unpack('<dd', value)
+    elseif #value > 32 then
+      tat_us, tat_frac, until_us, for_us = struct.unpack('<dddd', value)
+    else
+      return nil, nil, nil, nil, corrupt()
+    end
+    if tat_us >= now then
+      start_us, start_frac = tat_us, tat_frac
+    end
+  end
+  local cap_us, cap_frac = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
+  local ceil_us, ceil_frac = now + cap_us, cap_frac
+  if for_us > 0 then
+    until_us = math.min(until_us, now + for_us)
+    local h_us, h_frac = until_us + tonumber(ARGV[j + 5]), tonumber(ARGV[j + 6])
+    if h_us > ceil_us or (h_us == ceil_us and h_frac > ceil_frac) then
+      ceil_us, ceil_frac = h_us, h_frac
+    end
+  end
+  if start_us > ceil_us or (start_us == ceil_us and start_frac > ceil_frac) then
+    start_us, start_frac = ceil_us, ceil_frac
+    store(key, j, start_us, start_frac, until_us, for_us)
+  end
+  return start_us, start_frac, until_us, for_us
+end
+
+-- Store a state (or delete a full one); the hold only while beyond empty.
+store = function(key, j, tat_us, tat_frac, until_us, for_us)
+  local debt = tat_us - now
+  if debt < 0 or (debt == 0 and tat_frac == 0) then
+    redis.call('DEL', key)  -- full: a missing bucket is a full one
+    return
+  end
+  local cap_us, cap_frac = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
+  if debt < cap_us or (debt == cap_us and tat_frac <= cap_frac) then
+    until_us, for_us = 0, 0
+  end
+  -- Expire when full (rounded up, plus a millisecond for the script's own
+  -- run time): a vanished bucket is a full one, so nothing is lost.
+  -- (At most 2^40 ms: Lua writes it out as a whole number.)
+  redis.call('SET', key, struct.pack('<dddd', tat_us, tat_frac, until_us, for_us) .. ARGV[j + 7],
+    'PX', math.floor(debt / 1000) + 2)
+end
+
+-- Append {key, value, signature} to `stale` for each bucket of KEYS[k0+1 ..
+-- k0+n] kept under another signature than the call's.
+local function check(k0, n, a0, stale)
   for i = 1, n do
-    local j = 5 * i - 3
-    local value = redis.call('GET', KEYS[i])
-    if value then
-      if #value ~= 16 then
-        return corrupt()
+    local sig = ARGV[a0 + ARGS * i]
+    local value = redis.call('GET', KEYS[k0 + i])
+    if value and #value > 32 and string.sub(value, 33) ~= sig then
+      stale[#stale + 1] = KEYS[k0 + i]
+      stale[#stale + 1] = value
+      stale[#stale + 1] = sig
+    end
+  end
+end
+
+-- Give ARGV's amounts back to KEYS[1..n] (mode "r"), or hold them empty (mode "d").
+local function adjust(mode, n)
+  for i = 1, n do
+    local j = ARGS * i - 6
+    local w = tonumber(ARGV[j])
+    local start_us, start_frac, until_us, for_us, err = load(KEYS[i], j)
+    if err then
+      return err
+    end
+    local amount_us, amount_frac = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+    if mode == 'r' then
+      start_us, start_frac = start_us - amount_us, start_frac - amount_frac
+      if start_frac < 0 then
+        start_frac, start_us = start_frac + w, start_us - 1
       end
-      local w = tonumber(ARGV[j])
-      local tat_us, tat_frac = struct.unpack('<dd', value)
-      tat_us = tat_us - tonumber(ARGV[j + 1])
-      tat_frac = tat_frac - tonumber(ARGV[j + 2])
-      if tat_frac < 0 then
-        tat_frac = tat_frac + w
-        tat_us = tat_us - 1
+      store(KEYS[i], j, start_us, start_frac, until_us, for_us)
+    elseif for_us == 0 or until_us < now + amount_us then  -- else held longer already
+      local h_us, h_frac = now + amount_us + tonumber(ARGV[j + 5]), tonumber(ARGV[j + 6])
+      if h_us > start_us or (h_us == start_us and h_frac > start_frac) then
+        start_us, start_frac = h_us, h_frac
       end
-      if tat_us < now or (tat_us == now and tat_frac == 0) then
-        redis.call('DEL', KEYS[i])  -- full again: a missing bucket is a full one
-      else
-        redis.call('SET', KEYS[i], struct.pack('<dd', tat_us, tat_frac), 'KEEPTTL')
-      end
+      store(KEYS[i], j, start_us, start_frac, now + amount_us, amount_us)
     end
   end
   return nil
+end
+
+-- Mode "c": each key set to its converted value if it still holds the old one.
+local function converted()
+  for i = 1, #KEYS do
+    local j = 3 * i - 1
+    if redis.call('GET', KEYS[i]) == ARGV[j] then
+      if ARGV[j + 1] == '' then
+        redis.call('DEL', KEYS[i])
+      else
+        redis.call('SET', KEYS[i], ARGV[j + 1], 'PX', ARGV[j + 2])
+      end
+    end
+  end
+  return 1
 end
 
 -- Decide one call on KEYS[k0+1 .. k0+n] with its bucket arguments from
@@ -73,26 +176,14 @@ local function decide(mode, k0, n, a0, reply)
   local at = #reply
   local allowed = true
   for i = 1, n do
-    local j = a0 + 5 * i - 4
+    local j = a0 + ARGS * i - (ARGS - 1)
     local w = tonumber(ARGV[j])
     local cap_us, cap_frac = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
-    local start_us, start_frac = now, 0
-    local value = redis.call('GET', KEYS[k0 + i])
-    if value then
-      if #value ~= 16 then
-        return nil, corrupt()
-      end
-      local tat_us, tat_frac = struct.unpack('<dd', value)
-      if tat_us >= now then
-        start_us, start_frac = tat_us, tat_frac
-      end
+    local start_us, start_frac, until_us, for_us, err = load(KEYS[k0 + i], j)
+    if err then
+      return nil, err
     end
     local debt_us = start_us - now
-    -- A debt above the capacity can only come from the server clock stepping
-    -- back: count the bucket as empty now, never as holding negative tokens.
-    if debt_us > cap_us or (debt_us == cap_us and start_frac > cap_frac) then
-      debt_us, start_us, start_frac = cap_us, now + cap_us, cap_frac
-    end
     reply[at + 2 * i] = debt_us
     reply[at + 2 * i + 1] = start_frac
     local a_us = start_us + tonumber(ARGV[j + 1])
@@ -110,19 +201,32 @@ local function decide(mode, k0, n, a0, reply)
   reply[at + 1] = allowed and 1 or 0
   if allowed and mode ~= 'p' then
     for i = 1, n do
-      -- Expire when full (rounded up, plus a millisecond for the script's
-      -- own run time): a vanished bucket is a full one, so nothing is lost.
-      -- (At most 2^40 ms: Lua writes it out as a whole number.)
-      redis.call('SET', KEYS[k0 + i], struct.pack('<dd', after_us[i], after_frac[i]),
-        'PX', math.floor(after_debt[i] / 1000) + 2)
+      store(KEYS[k0 + i], a0 + ARGS * i - (ARGS - 1), after_us[i], after_frac[i], 0, 0)
     end
   end
   return allowed
 end
 
 local mode = ARGV[1]
-if mode == 'r' then
-  return refund(#KEYS) or now
+if mode == 'c' then
+  return converted()
+end
+local stale = {-1, now}
+if mode == 'm' then
+  local k0, a = 0, 2
+  while a <= #ARGV do
+    local n = tonumber(ARGV[a + 1])
+    check(k0, n, a + 1, stale)
+    k0, a = k0 + n, a + 2 + ARGS * n
+  end
+else
+  check(0, #KEYS, 1, stale)
+end
+if #stale > 2 then
+  return stale  -- nothing decided: the client converts, then asks again
+end
+if mode == 'r' or mode == 'd' then
+  return adjust(mode, #KEYS) or now
 end
 local reply = {now}
 if mode == 'm' then
@@ -133,7 +237,7 @@ if mode == 'm' then
     if err then
       return err
     end
-    k0, a = k0 + n, a + 2 + 5 * n
+    k0, a = k0 + n, a + 2 + ARGS * n
   end
   return reply
 end

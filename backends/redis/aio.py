@@ -25,7 +25,9 @@ from .calls import Calls, Decide
 from .errors import ERRORS, chained, map_error
 from .options import Settings
 from .runs import Entry, Many, build_runs, spread
-from .script import merge, packed, reload, reload_missing
+from .script import convert, merge, merge_converted, packed, reload, reload_missing, stale
+
+_CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
 
 __all__ = ["AsyncRedisStore"]
 
@@ -70,6 +72,10 @@ class AsyncRedisStore:
 
     async def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         call = self.calls.refund(key, limits, tokens)
+        call.finish(await self._send_one(call.command))
+
+    async def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
+        call = self.calls.drain(key, limits, seconds_ns)
         call.finish(await self._send_one(call.command))
 
     async def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
@@ -188,11 +194,17 @@ class AsyncRedisStore:
 async def _drive(
     commands: list[Any], send: Callable[[list[Any]], Awaitable[list[Any]]]
 ) -> list[Any]:
-    """``send(commands)``; those answered NOSCRIPT go again after SCRIPT LOAD (``script``)."""
+    """``send(commands)``; those answered NOSCRIPT go again after SCRIPT LOAD; those
+    that met a bucket under another limit go again once it is converted (``script``)."""
     replies = await send(commands)
     missing = reload_missing(commands, replies)
     if missing:
         merge(replies, missing, await send(reload(commands, missing)))
+    for _ in range(_CONVERSION_ROUNDS):  # a plan changed: convert, then ask again
+        changed = stale(replies)
+        if not changed:
+            break
+        merge_converted(replies, changed, await send(convert(commands, replies, changed)))
     return replies
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bucketcore._gcra import Step, decision_from_steps, evaluate
+from bucketcore._gcra import Step, as_stored, decision_from_steps, evaluate
 from bucketcore._keys import Key, key_bytes
 from bucketcore.decision import Decision, from_nanoseconds
 from bucketcore.errors import CorruptState, StoreUnavailable
@@ -20,9 +20,9 @@ from bucketcore.limit import Limit
 
 from .options import Settings
 from .policy import DenyCache, FailurePolicy
-from .script import ACQUIRE, PEEK, REFUND, SCRIPT_SHA, TRY, Plan, Plans
+from .script import ACQUIRE, DRAIN, PEEK, REFUND, SCRIPT_SHA, TRY, Plan, Plans
 
-__all__ = ["Calls", "Decide", "Refund", "escape_key"]
+__all__ = ["Calls", "Decide", "Refund", "escape_key", "step"]
 
 
 def escape_key(key: Key) -> bytes:
@@ -44,6 +44,15 @@ def escape_key(key: Key) -> bytes:
     if b"%" in data or b"{" in data or b"}" in data:
         data = data.replace(b"%", b"%25").replace(b"{", b"%7B").replace(b"}", b"%7D")
     return data
+
+
+def step(limit: Limit, debt: int, cost: int) -> Step:
+    """``_gcra.evaluate`` of a debt the script replied (clamped there, a hold kept).
+
+    >>> step(Limit(1, 1.0), 3 * 10**9, 1).retry_ns  # drained: 3 s, not an empty bucket's 1 s
+    3000000000
+    """
+    return evaluate(limit, debt, 0, cost, as_stored(limit, debt, 0))
 
 
 def unexpected(reply: Any) -> CorruptState:
@@ -90,7 +99,17 @@ class Calls:
 
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> Refund:
         """Give ``tokens`` back to every limit, capped at full."""
-        return Refund(self, key, limits, tokens)
+        return Refund(
+            self, key, limits, REFUND, [plan.refund_args(tokens) for plan in self._plans(limits)]
+        )
+
+    def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> Refund:
+        """Hold every limit's bucket empty for ``seconds_ns`` (``_gcra.drained``)."""
+        args = [plan.drain_args(seconds_ns) for plan in self._plans(limits)]
+        return Refund(self, key, limits, DRAIN, args)
+
+    def _plans(self, limits: tuple[Limit, ...]) -> list[Plan]:
+        return [self.plans.get(limit) for limit in limits]
 
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> list[bytes]:
         """The Redis keys to delete to make these buckets full again."""
@@ -127,7 +146,7 @@ class Calls:
         if type(reply) is not list or len(reply) != 2 + 2 * len(plans):
             raise unexpected(reply)
         steps = [
-            evaluate(plan.limit, reply[2 + 2 * i] * plan.w + reply[3 + 2 * i], 0, cost)
+            step(plan.limit, reply[2 + 2 * i] * plan.w + reply[3 + 2 * i], cost)
             for i, plan in enumerate(plans)
         ]
         if all(step.allowed for step in steps) != (reply[1] == 1):
@@ -146,11 +165,11 @@ class Calls:
         """The Decision for a reply; a denial is remembered if ``started`` is given."""
         if len(plans) == 1 and type(reply) is list and len(reply) == 4:
             plan = plans[0]
-            step = evaluate(plan.limit, reply[2] * plan.w + reply[3], 0, cost)
-            if step.allowed != (reply[1] == 1):
+            one = step(plan.limit, reply[2] * plan.w + reply[3], cost)
+            if one.allowed != (reply[1] == 1):
                 raise disagree(reply)
             decision = from_nanoseconds(
-                step.allowed, step.remaining, step.retry_ns, step.reset_ns, limits[0]
+                one.allowed, one.remaining, one.retry_ns, one.reset_ns, limits[0]
             )
         else:
             decision = decision_from_steps(limits, self.steps(plans, cost, reply))
@@ -238,7 +257,7 @@ class Decide:
 
 
 class Refund:
-    """Give tokens back (never answered locally; an outage raises).
+    """Give tokens back, or drain (never answered locally; an outage raises).
 
     >>> from bucketcore.backends.redis.options import Settings
     >>> call = Calls(Settings({}), cluster=False).refund("k", (Limit(1, 1.0, name="x"),), 1)
@@ -249,23 +268,31 @@ class Refund:
     __slots__ = ("command",)
     answer = None
 
-    def __init__(self, calls: Calls, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
+    def __init__(
+        self,
+        calls: Calls,
+        key: Key,
+        limits: tuple[Limit, ...],
+        mode: bytes,
+        args: list[tuple[bytes, ...]],
+    ) -> None:
         tag = escape_key(key)
         if calls.deny is not None:
             calls.deny.forget(tag)
-        plans = [calls.plans.get(limit) for limit in limits]
         base = calls.prefix + b"{" + tag
-        command: list[Any] = ["EVALSHA", SCRIPT_SHA, len(plans)]
-        command += [base + plan.suffix for plan in plans]
-        command.append(REFUND)
-        for plan in plans:
-            command += plan.refund_args(tokens)
+        command: list[Any] = ["EVALSHA", SCRIPT_SHA, len(limits)]
+        command += [base + calls.plans.get(limit).suffix for limit in limits]
+        command.append(mode)
+        for bucket_args in args:
+            command += bucket_args
         self.command = command
 
     def finish(self, reply: Any) -> None:
-        """A refund's reply is the server's time: nothing to read."""
+        """The reply is the server's time: nothing to read."""
+        if type(reply) is not int:
+            raise unexpected(reply)
 
     @staticmethod
     def fail(exc: StoreUnavailable) -> None:
-        """A refund is never decided by the failure policy."""
+        """A refund or drain is never decided by the failure policy."""
         raise exc

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 
-from bucketcore._gcra import NEVER, decision_from_steps, evaluate
+from bucketcore._gcra import NEVER, as_stored, decision_from_steps, evaluate
 from bucketcore.decision import Decision, from_nanoseconds, make_decision
 from bucketcore.errors import StoreUnavailable
 from bucketcore.limit import Limit
@@ -46,8 +46,10 @@ class DenyCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        # escaped key -> identities -> (local ns before the call, debts)
-        self.entries: dict[bytes, dict[tuple[str, ...], tuple[int, list[int]]]] = {}
+        # escaped key -> identities -> (local ns before the call, debts, the limits)
+        self.entries: dict[
+            bytes, dict[tuple[str, ...], tuple[int, list[int], tuple[Limit, ...]]]
+        ] = {}
 
     def remember(
         self,
@@ -64,6 +66,7 @@ class DenyCache:
         self.entries.setdefault(tag, {})[tuple(limit.identity for limit in limits)] = (
             started,
             debts,
+            limits,
         )
 
     def answer(
@@ -82,10 +85,13 @@ class DenyCache:
         entry = by_key.get(ids)
         if entry is None:
             return None
-        started, debts = entry
+        started, debts, known = entry
+        if known != limits:  # a plan changed: its debts are in other units
+            return None
         elapsed = now_ns - started
         steps = [
-            evaluate(limit, debt, elapsed, cost) for limit, debt in zip(limits, debts, strict=True)
+            evaluate(limit, debt, elapsed, cost, as_stored(limit, debt, 0))
+            for limit, debt in zip(limits, debts, strict=True)
         ]
         if all(step.allowed for step in steps):
             by_key.pop(ids, None)

@@ -15,12 +15,12 @@ from typing import Any
 
 from redis.crc import key_slot
 
-from bucketcore._gcra import evaluate
 from bucketcore.decision import Decision, from_nanoseconds
 from bucketcore.errors import BucketError, StoreUnavailable
 from bucketcore.store import Request
 
 from .calls import Calls, disagree, escape_key, unexpected
+from .calls import step as one_step
 from .script import ACQUIRE, MANY, PEEK, SCRIPT_SHA, Plan, resp
 
 __all__ = ["RUN_SIZE", "Entry", "Many", "Run", "build_runs", "spread"]
@@ -201,7 +201,7 @@ class Many:
             _, limits, cost = requests[index]
             if len(plans) == 1:  # the common case, without a reply of its own
                 plan = plans[0]
-                step = evaluate(plan.limit, reply[at + 1] * plan.w + reply[at + 2], 0, cost)
+                step = one_step(plan.limit, reply[at + 1] * plan.w + reply[at + 2], cost)
                 if step.allowed != (reply[at] == 1):
                     raise disagree(reply)
                 if step.allowed or not remember:

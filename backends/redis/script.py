@@ -10,17 +10,21 @@ usual arguments is kept too: ``acquire_many`` splices it into its runs.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from bucketcore.errors import ConfigurationError
-from bucketcore.limit import Limit
+from bucketcore._gcra import converted
+from bucketcore.errors import ConfigurationError, CorruptState
+from bucketcore.limit import Limit, Signature
 
 __all__ = [
     "ACQUIRE",
+    "CONVERTED",
+    "DRAIN",
     "MANY",
     "PEEK",
     "REFUND",
@@ -29,11 +33,14 @@ __all__ = [
     "TRY",
     "Plan",
     "Plans",
+    "convert",
     "merge",
+    "merge_converted",
     "packed",
     "reload",
     "reload_missing",
     "resp",
+    "stale",
 ]
 
 _pack_command: Any
@@ -47,7 +54,7 @@ SCRIPT = resources.files("bucketcore.backends").joinpath("lua/gcra.lua").read_by
 SCRIPT_SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
 """Its SHA1, the name EVALSHA calls it by."""
 
-ACQUIRE, TRY, PEEK, REFUND, MANY = b"a", b"t", b"p", b"r", b"m"
+ACQUIRE, TRY, PEEK, REFUND, MANY, DRAIN, CONVERTED = b"a", b"t", b"p", b"r", b"m", b"d", b"c"
 """The script's modes (its first argument; see lua/gcra.lua)."""
 
 # The script's exactness bounds (see lua/gcra.lua): remainders below 2^52,
@@ -84,8 +91,10 @@ class Plan:
     """What the script needs to know about one limit, computed once.
 
     >>> plan = Plan(Limit(10, 1.0))
-    >>> plan.w, plan.args(1)  # 0.1 s per token, a burst of 10 refills in 1 s
+    >>> plan.w, plan.args(1)[:5]  # 0.1 s per token, a burst of 10 refills in 1 s
     (1000, (b'1000', b'100000', b'0', b'1000000', b'0'))
+    >>> plan.args(1)[5:]  # capacity less one token; the signature
+    (b'900000', b'0', b'1/100000000/10')
     """
 
     __slots__ = ("cap_args", "capacity", "costs", "limit", "packed", "suffix", "w", "w_arg")
@@ -105,7 +114,15 @@ class Plan:
         self.w = w
         self.capacity = capacity
         self.w_arg = str(w).encode()
-        self.cap_args = (str(cap_us).encode(), str(cap_frac).encode())
+        held_us, held_frac = divmod(capacity - limit.token_units, w)
+        signature = "/".join(map(str, limit.signature)).encode()
+        self.cap_args = (
+            str(cap_us).encode(),
+            str(cap_frac).encode(),
+            str(held_us).encode(),
+            str(held_frac).encode(),
+            signature,
+        )
         self.costs: dict[int, tuple[bytes, ...]] = {}
         self.packed: dict[int, bytes] = {}  # the same, in the wire protocol
 
@@ -134,43 +151,114 @@ class Plan:
         amount_us, amount_frac = divmod(amount, self.w)
         return (self.w_arg, str(amount_us).encode(), str(amount_frac).encode(), *self.cap_args)
 
+    def drain_args(self, seconds_ns: int) -> tuple[bytes, ...]:
+        """The eight script arguments for holding the bucket empty ``seconds_ns``.
+
+        The server's clock counts microseconds: the hold is rounded up to one.
+        """
+        return (self.w_arg, str(-(-seconds_ns // 1000)).encode(), b"0", *self.cap_args)
+
 
 class Plans:
-    """One store's plans by limit identity; a name used with two rates is refused.
+    """One store's plans, made once per limit (one name may carry several rates).
 
     >>> plans = Plans()
-    >>> plans.get(Limit(10, 1.0, name="api")).w
-    1000
-    >>> plans.get(Limit(20, 1.0, name="api"))
-    Traceback (most recent call last):
-    ...
-    bucketcore.errors.ConfigurationError: limit name 'api' is used with two different rates: ...
+    >>> plans.get(Limit(10, 1.0, name="api")).w, plans.get(Limit(20, 1.0, name="api")).w
+    (1000, 1000)
     """
 
-    __slots__ = ("known",)
+    __slots__ = ("known", "others")
 
     def __init__(self) -> None:
-        self.known: dict[str, Plan] = {}
+        self.known: dict[str, Plan] = {}  # the last plan of each identity
+        self.others: dict[tuple[str, Signature], Plan] = {}  # plans, tiers: the rest
 
     def get(self, limit: Limit) -> Plan:
-        """The plan for ``limit``, made on first use (and kept, up to 4096)."""
+        """The plan for ``limit``, made on first use (and kept, up to 4096 of each)."""
         plan = self.known.get(limit.identity)
         if plan is None:
             plan = Plan(limit)
             if len(self.known) < 4096:
                 self.known[limit.identity] = plan
-        elif plan.limit is not limit and plan.limit != limit:
-            known = plan.limit
-            if (known.tokens, known.period_ns, known.burst) != (
-                limit.tokens,
-                limit.period_ns,
-                limit.burst,
-            ):
-                raise ConfigurationError(
-                    f"limit name {limit.name!r} is used with two different rates: "
-                    f"{known} and {limit}"
-                )
+        elif plan.limit is not limit and plan.limit.signature != limit.signature:
+            key = (limit.identity, limit.signature)
+            other = self.others.get(key)
+            if other is None:
+                other = Plan(limit)
+                if len(self.others) < 4096:
+                    self.others[key] = other
+            return other
         return plan
+
+
+def stale(replies: list[Any]) -> list[int]:
+    """The indexes of replies saying a bucket is kept under another limit (a plan changed).
+
+    Such a call decided nothing: ``convert`` its buckets, then send it again.
+
+    >>> stale([[-1, 5, b"k", b"v", b"1/1/1"], [5, 1, 0, 0], 1])
+    [0]
+    """
+    return [i for i, reply in enumerate(replies) if type(reply) is list and reply[:1] == [-1]]
+
+
+def convert(commands: list[Any], replies: list[Any], indexes: list[int]) -> list[Any]:
+    """Compare-and-set commands converting the stale buckets, then those calls again.
+
+    A stale reply is ``[-1, now_us, key, value, signature, ...]``. Each
+    stored state is re-expressed under the call's limit with
+    ``_gcra.converted`` at the server's ``now`` (the script cannot do that
+    exactly in doubles); a bucket another client changed in between is left
+    alone, and its call meets it again.
+    """
+    converting: list[Any] = []
+    for index in indexes:
+        reply = replies[index]
+        if type(reply[1]) is not int or (len(reply) - 2) % 3:
+            raise CorruptState(f"unexpected reply from the bucketcore script: {reply!r}")
+        now_ns = reply[1] * 1000
+        command: list[Any] = ["EVALSHA", SCRIPT_SHA, (len(reply) - 2) // 3]
+        values: list[Any] = [CONVERTED]
+        for at in range(2, len(reply), 3):
+            key, value, signature = reply[at], reply[at + 1], reply[at + 2]
+            command.append(key)
+            values += [value, *_converted_value(value, signature, now_ns)]
+        converting.append(command + values)
+    return converting + [commands[index] for index in indexes]
+
+
+def merge_converted(replies: list[Any], indexes: list[int], again: list[Any]) -> list[Any]:
+    """``replies`` with the answers of ``convert``'s repeated calls in their places."""
+    for index, reply in zip(indexes, again[len(indexes) :], strict=True):
+        replies[index] = reply
+    return replies
+
+
+_STATE = struct.Struct("<dddd")
+
+
+def _converted_value(value: bytes, signature: bytes, now_ns: int) -> tuple[bytes, bytes]:
+    """The new value (b"": full) and its expiry in ms, for a bucket under ``signature``."""
+    try:
+        old = Signature(*map(int, value[_STATE.size :].split(b"/")))
+        new = Signature(*map(int, signature.split(b"/")))
+        tat_us, tat_frac, until_us, for_us = _STATE.unpack_from(value)
+    except (ValueError, TypeError, struct.error) as exc:
+        raise CorruptState(f"a stored bucket state does not parse: {value!r}") from exc
+    now_us = now_ns // 1000
+    held_until = min(int(until_us), now_us + int(for_us)) * 1000 if for_us else None
+    stored = int(tat_us) * 1000 * old.units_per_ns + int(tat_frac)
+    tat = converted(old, new, stored, now_ns, held_until)
+    new_now = now_ns * new.units_per_ns
+    if tat is None or tat <= new_now:
+        return b"", b"1"
+    if held_until is None or tat - new_now <= new.burst * new.token_units:
+        until_us = for_us = 0
+    else:
+        until_us = held_until // 1000
+    new_us, new_frac = divmod(tat, 1000 * new.units_per_ns)
+    state = _STATE.pack(new_us, new_frac, until_us, for_us) + signature
+    return state, str((new_us - now_us) // 1000 + 2).encode()
 
 
 def reload_missing(commands: list[Any], replies: list[Any]) -> list[int]:

@@ -27,7 +27,9 @@ from .calls import Calls, Decide, Refund
 from .errors import ERRORS, chained, is_redirect, map_error
 from .options import Settings
 from .runs import Many
-from .script import merge, packed, reload, reload_missing
+from .script import convert, merge, merge_converted, packed, reload, reload_missing, stale
+
+_CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
 
 __all__ = ["RedisStore"]
 
@@ -82,6 +84,9 @@ class RedisStore:
 
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         self._run(self.calls.refund(key, limits, tokens))
+
+    def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
+        self._run(self.calls.drain(key, limits, seconds_ns))
 
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
         try:
@@ -196,11 +201,17 @@ class RedisStore:
 
 
 def _drive(commands: list[Any], send: Callable[[list[Any]], list[Any]]) -> list[Any]:
-    """``send(commands)``; those answered NOSCRIPT go again after SCRIPT LOAD (``script``)."""
+    """``send(commands)``; those answered NOSCRIPT go again after SCRIPT LOAD; those
+    that met a bucket under another limit go again once it is converted (``script``)."""
     replies = send(commands)
     missing = reload_missing(commands, replies)
     if missing:
         merge(replies, missing, send(reload(commands, missing)))
+    for _ in range(_CONVERSION_ROUNDS):  # a plan changed: convert, then ask again
+        changed = stale(replies)
+        if not changed:
+            break
+        merge_converted(replies, changed, send(convert(commands, replies, changed)))
     return replies
 
 
