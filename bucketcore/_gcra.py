@@ -47,10 +47,8 @@ speed or place, and the tests that hold each equal to it:
   sent back, converted by ``backends/redis/script.py`` with ``converted``
   here, and stored by compare-and-set (tests/test_redis.py:
   ``test_a_changed_plan_is_converted_once_then_decided_in_one_round_trip``).
-- ``backends/lmdb/records.py`` ``state_from_record`` and
-  ``backends/rocksdb/records.py`` ``restored`` call ``converted`` and
-  ``clamped`` on the stored signature and hold (tests/test_lmdb.py,
-  tests/test_rocksdb.py).
+- ``backends/lmdb/records.py`` ``state_from_record`` calls ``converted``
+  on the stored signature and hold (tests/test_lmdb.py, the contract tests).
 
 >>> from bucketcore.limit import Limit
 >>> limit = Limit(2, 1.0)                      # 2 per second, burst 2
