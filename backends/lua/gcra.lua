@@ -59,9 +59,14 @@ local ARGS = 8
 -- The state of a bucket, clamped at now: start (us, frac) and the hold
 -- (until_us, for_us), or nil and an error reply.
 local store
+-- Values read by `check` (false: none), kept current by `store`: one GET a bucket.
+local cached = {}
 
 local function load(key, j)
-  local value = redis.call('GET', key)
+  local value = cached[key]
+  if value == nil then
+    value = redis.call('GET', key)
+  end
   local start_us, start_frac, until_us, for_us = now, 0, 0, 0
   if value then
     local tat_us, tat_frac
@@ -97,6 +102,7 @@ store = function(key, j, tat_us, tat_frac, until_us, for_us)
   local debt = tat_us - now
   if debt < 0 or (debt == 0 and tat_frac == 0) then
     redis.call('DEL', key)  -- full: a missing bucket is a full one
+    cached[key] = false
     return
   end
   local cap_us, cap_frac = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
@@ -106,8 +112,9 @@ store = function(key, j, tat_us, tat_frac, until_us, for_us)
   -- Expire when full (rounded up, plus a millisecond for the script's own
   -- run time): a vanished bucket is a full one, so nothing is lost.
   -- (At most 2^40 ms: Lua writes it out as a whole number.)
-  redis.call('SET', key, struct.pack('<dddd', tat_us, tat_frac, until_us, for_us) .. ARGV[j + 7],
-    'PX', math.floor(debt / 1000) + 2)
+  local value = struct.pack('<dddd', tat_us, tat_frac, until_us, for_us) .. ARGV[j + 7]
+  redis.call('SET', key, value, 'PX', math.floor(debt / 1000) + 2)
+  cached[key] = value
 end
 
 -- Append {key, value, signature} to `stale` for each bucket of KEYS[k0+1 ..
@@ -116,6 +123,7 @@ local function check(k0, n, a0, stale)
   for i = 1, n do
     local sig = ARGV[a0 + ARGS * i]
     local value = redis.call('GET', KEYS[k0 + i])
+    cached[KEYS[k0 + i]] = value
     if value and #value > 32 and string.sub(value, 33) ~= sig then
       stale[#stale + 1] = KEYS[k0 + i]
       stale[#stale + 1] = value
