@@ -39,7 +39,6 @@ _MARKER = re.compile(r"<!--\s*docs-test:\s*(?P<mode>[\w-]+)\s*(?:,\s*(?P<reason>
 _MODES = ("skip", "redis", "redis-cluster")
 
 
-
 @dataclass(frozen=True)
 class CodeBlock:
     """One ```python block: its source, first line (1-based), marker and expected output."""
