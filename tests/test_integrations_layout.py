@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bucketcore"
 CORE = ["limit", "decision", "errors", "_keys", "_gcra", "limiter", "store", "memory"]
-INTEGRATIONS = ["http", "hooks", "guard", "flask", "asgi", "prometheus", "cli"]
+INTEGRATIONS = ["http", "policy", "hooks", "guard", "flask", "asgi", "prometheus", "cli"]
 SHORT_PATHS = ["flask", "asgi", "guard", "hooks", "prometheus", "cli"]
 
 
