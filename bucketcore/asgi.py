@@ -19,5 +19,6 @@ __all__ = [
     "by_header",
     "by_ip",
     "by_user",
+    "route_templates",
     "rule",
 ]
