@@ -11,8 +11,9 @@
         default="100/hour",
     )
 
-The first rule whose path (exact, or a prefix ending in ``*``) and methods
-match decides; a request no rule matches is held to ``default`` if given.
+Every rule whose path pattern (``/pizza``, ``/items/{id}``, ``/api/*``;
+``/x`` and ``/x/`` are one path) and methods match applies; a matching rule
+without a spec exempts; a request no rule matches is held to ``default``.
 Answers are those of ``bucketcore.flask``: the rate-limit headers on every
 limited response, a 429 with ``Retry-After`` and a JSON body on denial, a 503
 when the store fails (or the request passes, ``on_store_error="pass"``).
