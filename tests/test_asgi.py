@@ -160,7 +160,8 @@ def test_the_limiter_comes_from_bucketcore_url(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_bad_configuration_is_refused_at_once() -> None:
-    with pytest.raises(ConfigurationError, match="pool 'general' is 8/30s here but 7/30s"):
+    conflict = "pool 'general' is 8/30s at rule '/b' but 7/30s at rule '/a'"
+    with pytest.raises(ConfigurationError, match=conflict):
         RateLimitMiddleware(
             hello, rules=[rule("/a", "7/30s", name="general"), rule("/b", "8/30s", name="general")]
         )

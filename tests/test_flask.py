@@ -149,7 +149,7 @@ def test_views_sharing_a_name_share_a_pool_and_others_do_not() -> None:
 def test_one_pool_name_with_two_sizes_is_refused() -> None:
     _, ext = make_app()
     ext.limit("7/30s", name="general")
-    with pytest.raises(ConfigurationError, match="pool 'general' is 8/30s here but 7/30s"):
+    with pytest.raises(ConfigurationError, match="pool 'general' is 8/30s in a limit but 7/30s"):
         ext.limit("8/30s", name="general")
 
 
