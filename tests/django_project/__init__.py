@@ -30,7 +30,7 @@ def configure() -> None:
             "DEFAULT_PERMISSION_CLASSES": [],
             "UNAUTHENTICATED_USER": None,
             "DEFAULT_THROTTLE_CLASSES": ["bucketcore.django.RateLimitThrottle"],
-            "DEFAULT_THROTTLE_RATES": {"default": "3/minute", "orders": "2/minute"},
+            "DEFAULT_THROTTLE_RATES": {"api": "3/minute", "orders": "2/minute"},
         },
     )
     django.setup()

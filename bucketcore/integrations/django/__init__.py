@@ -8,7 +8,7 @@ In ``settings.py``::
     BUCKETCORE_DEFAULT = "100/hour"  # views without their own limit
     REST_FRAMEWORK = {
         "DEFAULT_THROTTLE_CLASSES": ["bucketcore.django.RateLimitThrottle"],
-        "DEFAULT_THROTTLE_RATES": {"default": "100/hour"},
+        "DEFAULT_THROTTLE_RATES": {"api": "100/hour"},
     }
 
 In ``views.py``: ``@limit(...)`` on functions and ``async def`` views

@@ -103,10 +103,14 @@ def _throttle_errors(view: Any, where: str, pools: PoolRegistry) -> list[checks.
         scope = throttle.get_scope(view_class)
         try:
             policy = scope_policy(scope, throttle.get_rate(scope))
-            assert policy.limits is not None  # a rate is a fixed spec
-            pools.register(policy.limits, f"in DEFAULT_THROTTLE_RATES {where}")
-        except (ImproperlyConfigured, ConfigurationError) as exc:
+        except ImproperlyConfigured as exc:
             errors.append(checks.Error(f"{exc} {where}", id="bucketcore.E005"))
+            continue
+        assert policy.limits is not None  # a rate is a fixed spec
+        try:
+            pools.register(policy.limits, f"in DEFAULT_THROTTLE_RATES {where}")
+        except ConfigurationError as exc:
+            errors.append(checks.Error(str(exc), id="bucketcore.E002"))
     return errors
 
 
@@ -128,7 +132,8 @@ def configuration_errors() -> list[checks.CheckMessage]:
         pools.register(config.default.limits, "in BUCKETCORE_DEFAULT")
     seen: set[int] = set()
     for route, view in views:
-        where = f"at /{route} ({getattr(view, '__qualname__', view)})"
+        handler = getattr(view, "view_class", None) or view
+        where = f"at /{route} ({getattr(handler, '__qualname__', handler)})"
         methods = ["get", "post", "put", "patch", "delete", "head", "options"]
         for method in [None, *methods]:
             for policy in own_policies(view, method):

@@ -4,11 +4,11 @@ Configured the DRF way::
 
     REST_FRAMEWORK = {
         "DEFAULT_THROTTLE_CLASSES": ["bucketcore.django.RateLimitThrottle"],
-        "DEFAULT_THROTTLE_RATES": {"default": "100/hour", "orders": "10/minute"},
+        "DEFAULT_THROTTLE_RATES": {"api": "100/hour", "orders": "10/minute"},
     }
 
 A view's ``throttle_scope`` picks its rate (else the class's ``scope``,
-``"default"``); a rate is any bucketcore spec (``"10/minute"``,
+``"api"``); a rate is any bucketcore spec (``"10/minute"``,
 ``"7/30s"``, ``"10/s; 1000/day"``). Each scope is one pool, per
 authenticated user (``user:<pk>``) or, without one, per IP address
 (``BUCKETCORE_TRUSTED_PROXIES``). Unlike DRF's own throttles, which
@@ -73,7 +73,7 @@ def _unavailable() -> Exception:
 class RateLimitThrottle:
     """A DRF throttle: ``allow_request(request, view)``, then ``wait()`` if denied."""
 
-    scope: str = "default"
+    scope: str = "api"
     rate: str | None = None  # set on a subclass to skip DEFAULT_THROTTLE_RATES
 
     def __init__(self) -> None:
