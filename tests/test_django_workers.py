@@ -26,7 +26,7 @@ def serve_demo(
     """Eight requests of one user to ``path``; (status, worker pid) each."""
     monkeypatch.setenv("BUCKETCORE_URL", url)
     port = free_port()
-    command = gunicorn("tests.django_workers:app", port, 4, *ARGS)
+    command = gunicorn("tests.django_project.pizzeria_workers:app", port, 4, *ARGS)
     with serving(command, port, "/healthz", tmp_path / "gunicorn.log") as base:
         answers = [get(f"{base}{path}", user="alice") for _ in range(8)]
     return [(answer.status, answer.headers["x-worker-pid"]) for answer in answers]

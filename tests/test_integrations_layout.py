@@ -17,8 +17,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bucketcore"
 CORE = ["limit", "decision", "errors", "_keys", "_gcra", "limiter", "store", "memory"]
-INTEGRATIONS = ["http", "policy", "hooks", "guard", "flask", "asgi", "prometheus", "cli"]
-SHORT_PATHS = ["flask", "asgi", "guard", "hooks", "prometheus", "cli"]
+INTEGRATIONS = ["http", "policy", "hooks", "guard", "flask", "asgi", "prometheus", "cli", "django"]
+SHORT_PATHS = ["flask", "asgi", "guard", "hooks", "prometheus", "cli", "django"]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -31,7 +31,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
+# The module, not its lazy ``settings``: doctest collection must not touch them.
+from django import conf
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
@@ -56,7 +57,7 @@ def _callable(setting: str, value: object) -> Any:
 
 
 def _flag(setting: str, default: bool) -> bool:
-    value = getattr(settings, setting, default)
+    value = getattr(conf.settings, setting, default)
     if type(value) is not bool:
         raise ConfigurationError(f"{setting} must be True or False, got {value!r}")
     return value
@@ -72,25 +73,25 @@ class Config:
 
     @classmethod
     def read(cls) -> Config:
-        url = getattr(settings, "BUCKETCORE_URL", None) or os.environ.get("BUCKETCORE_URL")
+        url = getattr(conf.settings, "BUCKETCORE_URL", None) or os.environ.get("BUCKETCORE_URL")
         url = url or "memory://"
         if not isinstance(url, str) or url.partition("://")[0].lower() not in SCHEMES:
             raise ConfigurationError(f"BUCKETCORE_URL is not a store URL: {url!r}")
-        hooks = getattr(settings, "BUCKETCORE_ON_DECISION", None)
+        hooks = getattr(conf.settings, "BUCKETCORE_ON_DECISION", None)
         hooks_list = [] if hooks is None else hooks if isinstance(hooks, list | tuple) else [hooks]
-        on_denied = getattr(settings, "BUCKETCORE_ON_DENIED", None)
+        on_denied = getattr(conf.settings, "BUCKETCORE_ON_DENIED", None)
         trusted_proxies()  # checked now, not on the first request
         options: Options[Any] = Options(
-            key=_callable("BUCKETCORE_KEY", getattr(settings, "BUCKETCORE_KEY", by_ip)),
+            key=_callable("BUCKETCORE_KEY", getattr(conf.settings, "BUCKETCORE_KEY", by_ip)),
             fallback=by_ip,
-            on_store_error=getattr(settings, "BUCKETCORE_ON_STORE_ERROR", "503"),
+            on_store_error=getattr(conf.settings, "BUCKETCORE_ON_STORE_ERROR", "503"),
             hooks=[_callable("BUCKETCORE_ON_DECISION", hook) for hook in hooks_list],
             shadow=_flag("BUCKETCORE_SHADOW", False),
             enabled=_flag("BUCKETCORE_ENABLED", True),
             on_denied=None if on_denied is None else _callable("BUCKETCORE_ON_DENIED", on_denied),
         )
-        spec = getattr(settings, "BUCKETCORE_DEFAULT", None)
-        name = getattr(settings, "BUCKETCORE_DEFAULT_NAME", "default")
+        spec = getattr(conf.settings, "BUCKETCORE_DEFAULT", None)
+        name = getattr(conf.settings, "BUCKETCORE_DEFAULT_NAME", "default")
         default = None if spec is None else Policy(spec, name=name)
         return cls(url, options, default)
 

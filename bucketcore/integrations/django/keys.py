@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from django.conf import settings
+# The module, not its lazy ``settings``: doctest collection must not touch them.
+from django import conf
 
 from bucketcore.integrations.http import api_key, basic_auth_user, bounded_key
 
@@ -56,7 +57,7 @@ def client_ip(meta: Mapping[str, Any], trusted_proxies: int = 0) -> str:
 
 def trusted_proxies() -> int:
     """``settings.BUCKETCORE_TRUSTED_PROXIES``, checked (an int >= 0)."""
-    count = getattr(settings, "BUCKETCORE_TRUSTED_PROXIES", 0)
+    count = getattr(conf.settings, "BUCKETCORE_TRUSTED_PROXIES", 0)
     if type(count) is not int or count < 0:
         from bucketcore.errors import ConfigurationError
 

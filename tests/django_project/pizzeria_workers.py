@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "django_app"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "examples" / "django_app"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pizzeria.settings")
 
 from pizzeria.wsgi import application
