@@ -7,8 +7,7 @@ The code lives in ``bucketcore.integrations.fastapi``.
 'bucketcore.integrations.fastapi'
 """
 
-# A re-export: every name below comes from the star import.
-# ruff: noqa: F403, F405
+# A re-export: the names and their list are the real module's.
+# ruff: noqa: F403
 from bucketcore.integrations.fastapi import *
-
-__all__ = ["RateLimit", "RequestKeyFunc", "by_api_key", "by_header", "by_ip", "by_user"]
+from bucketcore.integrations.fastapi import __all__ as __all__

@@ -11,7 +11,7 @@ comment on the line before it, which neither GitHub nor the site shows:
 
 - ``<!-- docs-test: skip, <reason> -->``: not run; the reason is required.
 - ``<!-- docs-test: redis -->``: run against the test Redis server
-  (tests/redis_servers.py), with ``localhost:6379`` and ``port=6379`` in the
+  (support/servers.py), with ``localhost:6379`` and ``port=6379`` in the
   block pointed at it.
 - ``<!-- docs-test: redis-cluster -->``: run against the test 3-master
   cluster, with ``10.0.0.1:7000`` pointed at its first node.

@@ -16,9 +16,10 @@ from bucketcore import AsyncLimiter
 from bucketcore.errors import ConfigurationError
 from bucketcore.fastapi import RateLimit, by_user
 from bucketcore.integrations.http import Answer
+from support.servers import free_port
 from tests.conftest import FakeClock
-from tests.servers import Answer as Reply
-from tests.servers import free_port, serving, uvicorn
+from tests.http_servers import Answer as Reply
+from tests.http_servers import serving, uvicorn
 
 
 def auth(user: str, plan: str | None = None) -> dict[str, str]:
