@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bucketcore"
 CORE = ["limit", "decision", "errors", "_keys", "_gcra", "limiter", "store", "memory"]
-INTEGRATIONS = ["http", "policy", "paths", "hooks", "guard", "flask", "asgi", "fastapi"]
+INTEGRATIONS = ["http", "answers", "policy", "paths", "hooks", "guard", "flask", "asgi", "fastapi"]
 INTEGRATIONS += ["prometheus", "cli", "django"]
 SHORT_PATHS = ["flask", "fastapi", "asgi", "guard", "hooks", "prometheus", "cli", "django"]
 
