@@ -17,7 +17,9 @@ import pytest
 from support.servers import free_port
 from tests.http_servers import ROOT, get, gunicorn, serving
 
-ARGS = ("--max-requests", "1", "--max-requests-jitter", "0")
+# --preload: Django is imported once, before the fork, so each fresh worker
+# answers at once (a per-worker boot under load let a token refill mid-test).
+ARGS = ("--preload", "--max-requests", "1", "--max-requests-jitter", "0")
 DEMO = ROOT / "examples" / "django_app"
 
 
