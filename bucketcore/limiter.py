@@ -74,18 +74,31 @@ def _refuse_unsatisfiable(limits: tuple[Limit, ...], cost: int) -> None:
 
 def _plan_wait(
     key: object, limits: tuple[object, ...], cost: object, timeout: object, clock: Clock
-) -> tuple[tuple[Limit, ...], object, Callable[[], float]]:
-    """Validate a ``wait`` call: its limits, its FIFO queue, its time left."""
+) -> tuple[tuple[Limit, ...], object, Callable[[], float], Callable[[Decision], bool]]:
+    """Validate a ``wait`` call: its limits, its FIFO queue, its time left.
+
+    ``too_long(decision)`` says whether the decision's wait overruns the
+    time left. It compares whole nanoseconds, so a wait that needs exactly
+    the timeout succeeds (floats rounded up would refuse it).
+    """
     checked = check_call(key, limits, cost)
     budget = _check_timeout(timeout)
     _refuse_unsatisfiable(checked, cast(int, cost))
     started = clock()
+    budget_ns = None if budget == math.inf else round(budget * 1e9)
 
     def seconds_left() -> float:
         return budget - (clock() - started) / 1e9
 
+    def too_long(decision: Decision) -> bool:
+        if budget_ns is None:
+            return False
+        # retry_after is the exact nanoseconds rounded up to a float by at
+        # most a couple of ulps: round() gives the nanoseconds back.
+        return round(decision.retry_after * 1e9) > budget_ns - (clock() - started)
+
     queue_id = (canonical_key(key), tuple(limit.identity for limit in checked))  # type: ignore[arg-type]
-    return checked, queue_id, seconds_left
+    return checked, queue_id, seconds_left, too_long
 
 
 class _ClosedStore:
@@ -258,7 +271,9 @@ class Limiter:
         >>> Limiter().wait("alice", Limit(10, 1.0), timeout=1.0).allowed
         True
         """
-        checked, queue_id, seconds_left = _plan_wait(key, limits, cost, timeout, self._clock)
+        checked, queue_id, seconds_left, too_long = _plan_wait(
+            key, limits, cost, timeout, self._clock
+        )
         ticket = object()
         store = self._store
         try:
@@ -266,7 +281,7 @@ class Limiter:
                 return store.peek(key, checked, cost)
             while True:
                 decision = store.acquire(key, checked, cost)
-                if decision.allowed or decision.retry_after > seconds_left():
+                if decision.allowed or too_long(decision):
                     return decision
                 self._sleep(decision.retry_after)
         finally:
@@ -387,7 +402,9 @@ class AsyncLimiter:
         cancelled while that acquire is already on its way to Redis may
         still have been charged; the answer is then dropped.)
         """
-        checked, queue_id, seconds_left = _plan_wait(key, limits, cost, timeout, self._clock)
+        checked, queue_id, seconds_left, too_long = _plan_wait(
+            key, limits, cost, timeout, self._clock
+        )
         turn, users = self._turns.setdefault(queue_id, (asyncio.Lock(), [0]))
         users[0] += 1
         store = self._store
@@ -403,7 +420,7 @@ class AsyncLimiter:
             try:
                 while True:
                     decision = await store.acquire(key, checked, cost)
-                    if decision.allowed or decision.retry_after > seconds_left():
+                    if decision.allowed or too_long(decision):
                         return decision
                     await self._sleep(decision.retry_after)
             finally:
