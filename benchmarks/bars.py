@@ -8,8 +8,8 @@ slower side. A bar whose group or cases are missing is reported as not
 measured, which counts as missed.
 
 "A raw EVALSHA of a trivial script" is measured two ways, and both are
-bars: through redis-py's ``evalsha()`` (what ``compare_redis`` uses), and as
-one hiredis-packed command on one connection (the wire floor, below
+bars: through redis-py's ``evalsha()`` (what an application would call), and
+as one hiredis-packed command on one connection (the wire floor, below
 redis-py's own per-command cost, which bucketcore's hot path also skips).
 """
 

@@ -105,7 +105,6 @@ def _open(backend: str, request: pytest.FixtureRequest, tmp_path: Path, policy: 
         limiter = Limiter(f"rocksdb://{tmp_path / 'db'}?durability={durability}")
         return _single(limiter, policy), limiter.close
     pytest.importorskip("bucketcore.backends.redis")
-    pytest.importorskip("tests.redis_servers")
     prefix = request.getfixturevalue("redis_prefix")
     if backend == "cluster":
         url = request.getfixturevalue("redis_cluster").url

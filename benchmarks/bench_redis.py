@@ -1,7 +1,7 @@
 """pytest-benchmark suite for Redis: ``pytest benchmarks/bench_redis.py --benchmark-enable``.
 
-Starts its own redis-server (the test fixtures', via benchmarks/conftest.py).
-For the side-by-side bars in one run: ``python -m benchmarks.compare_redis``.
+Starts its own redis-server (benchmarks/conftest.py, from support/servers.py).
+For the side-by-side bars in one run: ``python -m benchmarks.compare --only redis``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from bucketcore import AsyncLimiter, Limit, Limiter
-from tests.redis_servers import RedisProcess
+from support.servers import RedisProcess
 
 ALWAYS = Limit(10**9, 1.0, burst=10**12)
 ONCE = Limit(1, 86400.0)

@@ -3,7 +3,7 @@
     python -m pytest benchmarks/bench_rocksdb.py --benchmark-enable
 
 For the side-by-side ratios against the bars, run
-``python -m benchmarks.compare_rocksdb`` instead.
+``python -m benchmarks.compare --only rocksdb`` instead.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import rocksdict
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from bucketcore import Limit, Limiter
-from bucketcore.backends.rocksdb import _rocksdb_options
 
 # Never denies and never refills to full during a run: each call decides and writes.
 ALWAYS = Limit(1, 3600.0, burst=10**12)
@@ -44,7 +43,9 @@ def test_acquire_one_hot_key(benchmark: BenchmarkFixture, limiter: Limiter) -> N
 
 
 def test_naive_fsync_per_put(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
-    db = rocksdict.Rdict(str(tmp_path / "naive"), _rocksdb_options())
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    db = rocksdict.Rdict(str(tmp_path / "naive"), options)
     synced = rocksdict.WriteOptions()
     synced.sync = True
     try:

@@ -4,11 +4,22 @@
     python -m benchmarks.compare --quick    # make bench-quick: a subset, under 3 minutes
     python -m benchmarks.compare --only memory,accuracy
 
-Suites: memory (workloads, threads, resident-key scaling), accuracy,
-footprint, rocksdb, redis (standalone and cluster; it starts its own
-servers on free loopback ports), backends (every backend on the same
-workloads). A suite whose backend or server is missing
-is skipped with a note, and its bars are reported as not measured.
+Suites (``--only`` picks some, in the order given):
+
+- memory: workloads, threads, resident-key scaling, against the peers;
+- accuracy: the same traffic replayed through every library;
+- footprint: bytes per resident bucket in memory;
+- rocksdb: the durability modes next to memory:// and raw rocksdict, the
+  fsync group commit against a naive loop, the GIL during an fsync;
+- redis: standalone and a 3-master cluster, next to PING, a raw EVALSHA and
+  the peers (one decision, acquire_many, AsyncLimiter, denied with and
+  without the deny cache, processes);
+- backends: every backend on the same workloads.
+
+The Redis suites start our own redis-server (or valkey-server) and cluster on
+free loopback ports (``support/servers.py``; never 6379). A suite whose backend
+or server is missing is skipped with a note, and its bars (``bars.py``, the
+one list of them) are reported as not measured.
 
 Writes ``benchmarks/results/<date>.json`` (``<date>-quick.json`` in quick
 mode), then ``docs/benchmarks.md`` (``docs/benchmarks-quick.md``) and its
@@ -26,6 +37,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,7 +45,6 @@ from typing import Any
 from benchmarks import (
     bars,
     report,
-    servers,
     suite_accuracy,
     suite_backends,
     suite_footprint,
@@ -42,6 +53,7 @@ from benchmarks import (
     suite_rocksdb,
 )
 from benchmarks.harness import QUICK, SIZES, Group, Sizes, progress
+from support import servers
 
 SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis", "backends")
 PACKAGES = (
@@ -84,6 +96,9 @@ def measure(
     Stores and servers keep their files under ``data_root`` (default
     ``./.bench-data``, on the real disk, for honest fsyncs).
     """
+    unknown = sorted(set(only) - set(SUITES))
+    if unknown:
+        raise ValueError(f"unknown suite {unknown[0]!r}; choose from {', '.join(SUITES)}")
     started = time.monotonic()
     groups: list[Group] = []
     accuracy: list[dict[str, Any]] = []
@@ -119,7 +134,7 @@ def measure(
                     progress(f"  skipped: {why}")
                     continue
                 if running is None:
-                    running = stack.enter_context(servers.started(data_root))
+                    running = stack.enter_context(_servers(data_root))
                     redis_version = running.version
                 if suite == "redis":
                     redis_groups, redis_footprint = suite_redis.run(running, sizes)
@@ -127,8 +142,6 @@ def measure(
                     footprint += redis_footprint
                 else:
                     groups += suite_backends.run(running, sizes, data_root)
-            else:
-                raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
     group_docs = [group.as_json() for group in groups]
     seconds = time.monotonic() - started
     progress("done")
@@ -152,6 +165,17 @@ def measure(
         "footprint": footprint,
         "notes": notes,
     }
+
+
+@contextlib.contextmanager
+def _servers(data_root: Path | None) -> Iterator[servers.Servers]:
+    """Our own standalone server and 3-master cluster, for every suite that needs them."""
+    progress("  starting a redis-server and a 3-master cluster on free loopback ports")
+    with servers.started(data_root or Path.cwd() / ".bench-data") as running:
+        nodes = running.cluster.nodes if running.cluster is not None else []
+        ports = ", ".join(str(server.port) for server in [running.standalone, *nodes])
+        progress(f"  started: 127.0.0.1 ports {ports} ({running.version})")
+        yield running
 
 
 def summary(results: dict[str, Any]) -> list[str]:
@@ -181,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else SIZES[args.sizes or "full"]
     only = tuple(args.only.split(",")) if args.only else SUITES
+    unknown = sorted(set(only) - set(SUITES))
+    if unknown:
+        parser.error(f"unknown suite {unknown[0]!r}; choose from {', '.join(SUITES)}")
     suffix = "" if sizes.name == "full" else f"-{sizes.name}"
     day = datetime.date.today().isoformat()
     json_path = args.json or Path("benchmarks/results") / f"{day}{suffix}.json"

@@ -1,11 +1,37 @@
-"""The benchmarks use the test suite's real servers (tests/redis_servers.py).
+"""The bench_*.py suites' Redis servers: our own, as the runner starts them.
 
-A standalone server and a 3-master cluster on free loopback ports, started
-once per session (skipped without a server binary, failed under CI).
+A standalone server and a 3-master cluster on free loopback ports
+(``support/servers.py``), started once per session; without a server binary
+the Redis benchmarks skip, and fail under ``CI=true``.
 """
 
-from tests.redis_servers import (  # noqa: F401 - fixtures are found by name
-    redis_cluster,
-    redis_prefix,
-    redis_server,
-)
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from support import servers
+from support.servers import RedisCluster3, RedisProcess, Servers
+
+
+@pytest.fixture(scope="session")
+def running_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    servers.require()
+    with servers.started(tmp_path_factory.mktemp("servers")) as running:
+        yield running
+
+
+@pytest.fixture
+def redis_server(running_servers: Servers) -> RedisProcess:
+    return running_servers.standalone
+
+
+@pytest.fixture
+def redis_cluster(running_servers: Servers) -> RedisCluster3 | None:
+    return running_servers.cluster
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return servers.unique_prefix()

@@ -27,7 +27,7 @@ from benchmarks.harness import (
     time_pass,
     wrong_answers,
 )
-from benchmarks.servers import Servers
+from support.servers import Servers
 
 SUITE = "backends"
 

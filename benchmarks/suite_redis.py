@@ -44,8 +44,8 @@ from benchmarks.harness import (
     time_pass,
     wrong_answers,
 )
-from benchmarks.servers import Servers
 from bucketcore import AsyncLimiter, Limiter
+from support.servers import Servers
 
 TRIVIAL = b"return 1"
 PING = "PING (raw connection)"
@@ -101,7 +101,7 @@ def make_raw_script(url: str, policy: Policy) -> Decide:
 
     A diagnostic, not a floor: it splits bucketcore's cost into the server's
     share (its script) and the client's. It builds the command with the
-    backend's private ``_command``, so it goes unavailable if that changes.
+    store's ``calls.acquire(...).command``, so it goes unavailable if that changes.
     """
     import hiredis
     import redis
@@ -121,7 +121,7 @@ def make_raw_script(url: str, policy: Policy) -> Decide:
     def decide(key: Key) -> object:
         command = packed.get(key)
         if command is None:
-            parts = store._command(key, limits, 1, backend._ACQUIRE)[2]
+            parts = store.calls.acquire(key, limits, 1).command
             command = packed[key] = hiredis.pack_command(tuple(parts))
         send([command])
         return read()

@@ -4,7 +4,10 @@ Stores live under ``.bench-data/`` in the working tree, on the real disk:
 ``/tmp`` may be a tmpfs, where an fsync costs nothing and ``sync`` would look
 free. Floors: a raw rocksdict ``put`` of a record of the backend's size
 (WAL, no fsync), and the naive durable loop (``put`` with ``sync=True``,
-one fsync per decision) that ``sync``'s group commit has to beat.
+one fsync per decision) that ``sync``'s group commit has to beat. A last
+group shows why ``sync`` fsyncs with ``flush_wal`` outside the store lock: a
+second Python thread barely runs during a synced ``put`` (rocksdict holds the
+GIL), and runs on during ``flush_wal`` (it lets go).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import math
 import os
 import random
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,8 +45,11 @@ from benchmarks.harness import (
 )
 
 SUITE = "rocksdb"
-RECORD_BYTES = 25  # backends/rocksdb.py: struct "<BqQQ"
+RECORD_BYTES = 25  # backends/rocksdb/records.py: struct "<BqQQ"
 RAW_PUT = f"raw rocksdict put ({RECORD_BYTES} B record, WAL)"
+GIL_IDLE = "main thread asleep"
+GIL_SYNCED_PUT = "main thread in put(sync=True)"
+GIL_FLUSH_WAL = "main thread in put + flush_wal(True)"
 
 
 def available() -> str | None:
@@ -83,15 +91,27 @@ def make_rocksdb(data: DataDir, durability: str, *, full: bool = True) -> Decide
     )
 
 
-def make_raw_put(data: DataDir, *, sync: bool = False) -> Decide:
-    """A rocksdict put of the backend's record size: the floor of a durable write."""
+def _raw_db(data: DataDir, name: str) -> Any:
+    """A fresh raw-mode rocksdict."""
     import rocksdict
 
     options = rocksdict.Options(raw_mode=True)
     options.create_if_missing(True)
-    db = rocksdict.Rdict(data.fresh("raw-sync" if sync else "raw"), options)
+    return rocksdict.Rdict(data.fresh(name), options)
+
+
+def _writes(*, sync: bool) -> Any:
+    """rocksdict write options: each put fsynced (``sync``) or only in the WAL."""
+    import rocksdict
+
     write = rocksdict.WriteOptions()
     write.sync = sync
+    return write
+
+
+def make_raw_put(data: DataDir, *, sync: bool = False) -> Decide:
+    """A rocksdict put of the backend's record size: the floor of a durable write."""
+    db, write = _raw_db(data, "raw-sync" if sync else "raw"), _writes(sync=sync)
     put = db.put
     value = b"\x01" + bytes(RECORD_BYTES - 1)
     prefix = b"\x01\x00\x10" + b"0123456789abcdef"
@@ -120,10 +140,15 @@ def _cases(data: DataDir, modes: tuple[str, ...]) -> list[Case]:
 
 
 def _try_cases(data: DataDir) -> list[Case]:
-    """``try_acquire`` on memory:// and wal: the bar holds for both calls."""
+    """``try_acquire`` on memory://, wal and periodic: the bar holds for both calls."""
     return [
         Case(bars.MEMORY_STORE_TRY, BUCKETCORE, lambda: contenders.make_bucketcore(IN_USE)),
         Case(bars.ROCKSDB_WAL_TRY, BUCKETCORE, lambda: make_rocksdb(data, "wal", full=False)),
+        Case(
+            "rocksdb periodic try_acquire",
+            BUCKETCORE,
+            lambda: make_rocksdb(data, "periodic", full=False),
+        ),
     ]
 
 
@@ -171,13 +196,14 @@ def run(sizes: Sizes, root: Path | None = None) -> tuple[list[Group], list[dict[
         groups.append(
             _measure(
                 "rocksdb.many",
-                f"{sizes.many_keys:,} keys round-robin, allowed (acquire)",
-                _cases(data, ("wal", "periodic")),
+                f"{sizes.many_keys:,} keys round-robin, allowed",
+                [*_cases(data, ("wal", "periodic")), *_try_cases(data)],
                 cycle,
                 walk,
                 sizes,
             )
         )
+        groups.append(gil_share(data, sizes))  # before sync_threads: the chart's x label
         groups.append(sync_threads(data, sizes, sizes.fsync_seconds))
         groups += resident(data, sizes)
         footprint = [disk_footprint(data, sizes.footprint_keys)]
@@ -269,3 +295,55 @@ def disk_footprint(data: DataDir, count: int) -> dict[str, Any]:
         "bytes_per_bucket": sst / count,
         "method": "SST bytes after flush + full compaction",
     }
+
+
+def gil_share(data: DataDir, sizes: Sizes) -> Group:
+    """How fast a second Python thread counts while the main thread fsyncs, two ways.
+
+    Each row is nanoseconds per step of a thread counting in a loop (lower:
+    it got more done), measured in interleaved slices of
+    ``sizes.fsync_seconds``, best of ``sizes.rounds``; the reference is the
+    same thread while the main thread sleeps.
+    """
+    title = "the GIL during an fsync: ns per step of a second, counting thread (lower: it ran)"
+    progress(f"  {SUITE}: {title}")
+    db, synced, plain = _raw_db(data, "gil"), _writes(sync=True), _writes(sync=False)
+    record = b"\x01" + bytes(RECORD_BYTES - 1)
+
+    def put_then_flush() -> None:
+        db.put(b"gil", record, plain)
+        db.flush_wal(True)
+
+    phases: dict[str, Any] = {
+        GIL_IDLE: lambda: time.sleep(0.01),
+        GIL_SYNCED_PUT: lambda: db.put(b"gil", record, synced),
+        GIL_FLUSH_WAL: put_then_flush,
+    }
+    steps = [0]
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            steps[0] += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    best = dict.fromkeys(phases, math.inf)
+    try:
+        for _ in range(sizes.rounds):
+            for name, work in phases.items():
+                before, started = steps[0], time.perf_counter_ns()
+                until = time.perf_counter() + sizes.fsync_seconds
+                while time.perf_counter() < until:
+                    work()
+                spent = time.perf_counter_ns() - started
+                best[name] = min(best[name], spent / max(1, steps[0] - before))
+    finally:
+        stop.set()
+        counter.join()
+        db.close()
+    group = Group("rocksdb.gil", title, SUITE, GIL_IDLE, unit="ns/step of the second thread")
+    group.note = "why sync fsyncs with flush_wal outside the store lock (backends/rocksdb.py)"
+    for name, ns in best.items():
+        group.add(name, FLOOR, ns)
+    return group

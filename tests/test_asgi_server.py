@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, get, serving, uvicorn
+from support.servers import free_port
+from tests.http_servers import get, serving, uvicorn
 
 
 @pytest.mark.parametrize("app", ["tests.asgi_apps:starlette_app", "tests.asgi_apps:fastapi_app"])

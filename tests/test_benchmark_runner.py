@@ -1,4 +1,4 @@
-"""The benchmark runner, every suite once at smoke size (numbers not asserted).
+"""The benchmark runner (``python -m benchmarks.compare``), every suite once at smoke size.
 
 This keeps the runner from rotting: every suite, every case and the report
 run in the default test run, at sizes that take seconds. Only facts that do
@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from benchmarks import bars, compare, report, servers, suite_accuracy, suite_redis, suite_rocksdb
+from benchmarks import bars, compare, report, suite_accuracy, suite_redis, suite_rocksdb
 from benchmarks.harness import SMOKE
 from bucketcore.memory import fast_path_available
-from tests.conftest import IN_CI
+from support import servers
+from support.servers import IN_CI
 
 LOCAL_SUITES = ("memory", "accuracy", "footprint", "rocksdb")
 
@@ -60,6 +61,47 @@ def test_the_rocksdb_bars_are_measured_when_the_backend_is_there(results: dict[s
     disk = [row for row in results["footprint"] if row["store"] == "rocksdb"]
     assert len(disk) == 1
     assert disk[0]["bytes_per_bucket"] > 0
+
+
+def test_the_rocksdb_suite_shows_try_acquire_and_the_gil_during_an_fsync(
+    results: dict[str, Any],
+) -> None:
+    if suite_rocksdb.available():
+        pytest.skip("rocksdb:// is not merged into this branch yet")
+    groups = {group["id"]: group for group in results["groups"]}
+    many = {row["case"] for row in groups["rocksdb.many"]["rows"]}
+    assert {bars.MEMORY_STORE_TRY, bars.ROCKSDB_WAL_TRY, "rocksdb periodic try_acquire"} <= many
+    gil = groups["rocksdb.gil"]
+    assert [row["case"] for row in gil["rows"]] == [
+        suite_rocksdb.GIL_IDLE,
+        suite_rocksdb.GIL_SYNCED_PUT,
+        suite_rocksdb.GIL_FLUSH_WAL,
+    ]
+    assert gil["reference"] == suite_rocksdb.GIL_IDLE
+
+
+def test_only_runs_the_suites_it_names_and_judges_every_bar(tmp_path: Path) -> None:
+    if suite_rocksdb.available():
+        pytest.skip("rocksdb:// is not merged into this branch yet")
+    json_path, report_path = tmp_path / "results.json", tmp_path / "report.md"
+    argv = ["--sizes", "smoke", "--only", "rocksdb", "--json", str(json_path)]
+    assert compare.main([*argv, "--report", str(report_path)]) == 0
+    written = json.loads(json_path.read_text())
+    assert written["meta"]["suites"] == ["rocksdb"]
+    assert {group["suite"] for group in written["groups"]} == {"rocksdb", "scaling"}
+    judged = {row["bar"]: row["result"] for row in written["bars"]}
+    assert [bar.text for bar in bars.BARS] == list(judged)  # every bar, from bars.py alone
+    for bar in bars.BARS:
+        assert (judged[bar.text] != bars.MISSING) == (bar.issue == 3), bar.text
+    assert "rocksdb.gil" in report_path.read_text()
+
+
+def test_an_unknown_suite_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        compare.main(["--only", "rocksdb,redsi"])
+    assert "unknown suite 'redsi'" in capsys.readouterr().err
 
 
 def test_bucketcore_grants_exactly_what_the_exact_bucket_does(results: dict[str, Any]) -> None:

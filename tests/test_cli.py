@@ -6,14 +6,13 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bucketcore import Limit, Limiter
 from bucketcore.cli import main
-from tests.servers import free_port, redis_server
+from support.servers import RedisProcess, free_port
 
 SCRIPT = Path(sys.executable).parent / "bucketcore"
 
@@ -150,10 +149,11 @@ def test_inspect_while_another_process_owns_the_rocksdb_store(tmp_path: Path) ->
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
+def redis_url(redis_process_factory: type[RedisProcess]) -> str:
     pytest.importorskip("bucketcore.backends.redis", reason="the redis backend is not here")
-    with redis_server(tmp_path) as url:
-        yield url
+    server = redis_process_factory()
+    server.start()
+    return str(server.url)
 
 
 @pytest.mark.redis

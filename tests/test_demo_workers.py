@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, get, gunicorn, redis_server, serving
+from support.servers import RedisProcess, free_port
+from tests.http_servers import get, gunicorn, serving
 
 ARGS = ("--max-requests", "1", "--max-requests-jitter", "0")
 
@@ -28,11 +29,21 @@ def serve_demo(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> lis
 
 @pytest.mark.redis
 def test_seven_requests_across_workers_on_redis_then_429(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_process_factory: type[RedisProcess]
 ) -> None:
     pytest.importorskip("bucketcore.backends.redis", reason="the redis backend is not here")
-    with redis_server(tmp_path) as url:
-        served = serve_demo(url, tmp_path, monkeypatch)
+    server = redis_process_factory()
+    server.start()
+    served = serve_demo(server.url, tmp_path, monkeypatch)
+    assert [status for status, _ in served] == [200] * 7 + [429]
+    assert len({pid for _, pid in served}) == 8
+
+
+def test_seven_requests_across_workers_on_lmdb_then_429(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("bucketcore.backends.lmdb", reason="the lmdb backend is not here")
+    served = serve_demo(f"lmdb://{tmp_path}/demo-data", tmp_path, monkeypatch)
     assert [status for status, _ in served] == [200] * 7 + [429]
     assert len({pid for _, pid in served}) == 8
 

@@ -91,10 +91,11 @@ OPS = st.sampled_from(
 COSTS = st.one_of(st.integers(1, 12), st.integers(1, 10**12))
 
 
-def _states(store: MemoryStore) -> dict[str, dict[Any, int]]:
+def _states(store: Any) -> dict[str, dict[Any, int]]:
+    memory = getattr(store, "_memory", store)  # a RocksDBStore composes a MemoryStore
     return {
         identity: {key: bucket[0] for key, bucket in table.items()}
-        for identity, table in store._tables.items()
+        for identity, table in memory._tables.items()
     }
 
 
@@ -325,7 +326,7 @@ def _rocksdb_store(path: Path, clocks: list[int], pure: bool) -> Any:
 
 
 def _records(store: Any) -> dict[bytes, bytes]:
-    return {key: value for key, value in store._db.items() if key[:1] == b"\x01"}
+    return {key: value for key, value in store._persistence.db.items() if key[:1] == b"\x01"}
 
 
 @needs_fast_path
@@ -347,8 +348,8 @@ def test_c_and_python_paths_write_the_same_records(
     clocks = [start_ns, 1_700_000_000 * 10**9]  # monotonic, wall
     fast = _rocksdb_store(directory / "fast", clocks, pure=False)
     pure = _rocksdb_store(directory / "pure", clocks, pure=True)
-    assert fast._fast is not None
-    assert pure._fast is None
+    assert fast._memory._fast is not None
+    assert pure._memory._fast is None
     try:
         for step_ns, op, key, cost in script:
             clocks[0] += step_ns
@@ -388,7 +389,7 @@ def test_a_failed_write_is_reported_by_the_python_path_and_changes_nothing(
     limit = Limit(5, 1)
     assert store.checked_acquire("k", limit).remaining == 4  # resident now
     before = _states(store)
-    store._db.close()  # every put fails from here on
+    store._persistence.db.close()  # every put fails from here on
     with pytest.raises(StoreError, match="write"):
         store.checked_acquire("k", limit)
     assert _states(store) == before
@@ -406,3 +407,24 @@ def test_a_closed_store_refuses_the_c_path_too(tmp_path: Path) -> None:
     for limit in (Limit(5, 1), Limit(1, 86400)):
         with pytest.raises(StoreClosed):
             decide("k", limit)
+
+
+@needs_fast_path
+@pytest.mark.parametrize("limit", [Limit(7, 30), Limit(3, 1.0, burst=5), Limit(10**7, 1.0)])
+def test_c_writes_the_record_records_encode_writes(tmp_path: Path, limit: Limit) -> None:
+    # The C copy of the record layout (bucketcore/_fastpath.c) against the one
+    # place that states it (backends/rocksdb/records.py), byte for byte.
+    from bucketcore.backends.rocksdb import records
+
+    clocks = [10**15 + 3, 1_700_000_000 * 10**9 + 11]
+    store = _rocksdb_store(tmp_path / "db", clocks, pure=False)
+    try:
+        store.checked_acquire("k", limit)  # Python creates the bucket
+        clocks[0] += 123_456_789
+        clocks[1] += 987_654_321
+        store.checked_acquire("k", limit, cost=2)  # C decides and writes
+        tat = _states(store)[limit.identity]["k"]
+        expected = records.encode(tat, limit.units_per_ns, clocks[1] - clocks[0])
+        assert _records(store) == {records.record_key((limit.identity, "k")): expected}
+    finally:
+        store.close()

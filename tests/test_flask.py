@@ -350,8 +350,8 @@ def test_importing_bucketcore_does_not_import_flask() -> None:
 
 
 def test_limits_of_one_pool_that_cannot_be_told_apart_are_refused_at_once() -> None:
-    from bucketcore._http import limits_from
     from bucketcore.errors import ConfigurationError
+    from bucketcore.integrations.http import limits_from
 
     assert len({x.name for x in limits_from("10/s; 10/s burst 20", name="api")}) == 2
     with pytest.raises(ConfigurationError, match="not distinct"):

@@ -33,13 +33,14 @@ from bucketcore.backends.redis import (
     escape_key,
     map_error,
 )
+from bucketcore.backends.redis.calls import Decide
 from bucketcore.errors import (
     ConfigurationError,
     CorruptState,
     StoreError,
     StoreUnavailable,
 )
-from tests.redis_servers import RedisCluster3, RedisProcess
+from support.servers import RedisCluster3, RedisProcess
 
 pytestmark = pytest.mark.redis
 
@@ -89,8 +90,8 @@ _OPS = st.lists(
 
 
 def _raw(store: RedisStore, key: str, limits: tuple[Limit, ...], cost: int, mode: bytes) -> Any:
-    _tag, plans, command = store._command(key, limits, cost, mode)
-    return plans, store._call(command)
+    call = Decide(store.calls, mode, key, limits, cost)
+    return call.plans, store._send_one(call.command)
 
 
 @settings(
@@ -111,8 +112,8 @@ def test_the_script_decides_exactly_like_the_reference(
             tats = [None] * len(limits)
             continue
         if op == "refund":
-            command = store._refund_command(key, limits, cost)
-            now_ns = store._call(command) * 1000
+            command = store.calls.refund(key, limits, cost).command
+            now_ns = store._send_one(command) * 1000
             tats = [refunded(lim, tat, now_ns, cost) for lim, tat in zip(limits, tats, strict=True)]
             continue
         plans, reply = _raw(store, key, limits, cost, b"a" if op == "acquire" else b"p")
@@ -122,7 +123,7 @@ def test_the_script_decides_exactly_like_the_reference(
         for lim, tat, debt in zip(limits, tats, debts, strict=True):
             assert debt == (0 if tat is None else max(tat - now_ns * lim.units_per_ns, 0))
         assert (reply[1] == 1) == all(step.allowed for step in expected)
-        assert store._decision(b"", limits, plans, cost, reply, 0) == decision_from_steps(
+        assert store.calls.decision(b"", limits, plans, cost, reply, 0) == decision_from_steps(
             limits, expected
         )
         if op == "acquire" and reply[1] == 1:
@@ -163,7 +164,7 @@ def test_fractions_of_a_token_carry_over_between_calls(store: RedisStore) -> Non
 
 def test_a_clock_that_stepped_back_counts_the_bucket_as_empty(store: RedisStore) -> None:
     limit = Limit(10, 60.0)
-    key_name = store._keys("back", (limit,))[0]
+    key_name = store.calls.keys("back", (limit,))[0]
     seconds, micros = store.client.time()
     ahead_us = seconds * 1_000_000 + micros + 10 * 3600 * 1_000_000  # ten hours ahead
     store.client.set(key_name, struct.pack("<dd", ahead_us, 0), px=3_600_000)
@@ -177,7 +178,7 @@ def test_a_clock_that_stepped_back_counts_the_bucket_as_empty(store: RedisStore)
 def test_idle_buckets_expire_when_they_would_be_full(store: RedisStore) -> None:
     limit = Limit(2, 10.0)
     store.acquire("ttl", (limit,), 2)
-    ttl = store.client.pttl(store._keys("ttl", (limit,))[0])
+    ttl = store.client.pttl(store.calls.keys("ttl", (limit,))[0])
     assert 9_000 <= ttl <= 10_002  # time until full, rounded up, plus 2 ms
 
 
@@ -191,11 +192,11 @@ def test_limits_the_script_cannot_decide_exactly_are_refused(store: RedisStore) 
 
 def test_a_bucket_key_holding_something_else_is_corrupt_state(store: RedisStore) -> None:
     limit = Limit(1, 60.0)
-    store.client.set(store._keys("bad", (limit,))[0], b"not a bucket")
+    store.client.set(store.calls.keys("bad", (limit,))[0], b"not a bucket")
     with pytest.raises(CorruptState):
         store.acquire("bad", (limit,), 1)
-    store.client.delete(store._keys("bad", (limit,))[0])
-    store.client.hset(store._keys("bad", (limit,))[0], "a", "b")
+    store.client.delete(store.calls.keys("bad", (limit,))[0])
+    store.client.hset(store.calls.keys("bad", (limit,))[0], "a", "b")
     with pytest.raises(CorruptState):
         store.acquire("bad", (limit,), 1)
 
@@ -241,7 +242,7 @@ def test_escaping_is_one_to_one_and_brace_free(first: bytes, second: bytes) -> N
 def test_every_limit_of_a_key_shares_one_cluster_slot(store: RedisStore) -> None:
     limits = (Limit(1, 1.0), Limit(5, 60.0, name="x{y}z"), Limit(3, 9.0, name="}"))
     for key in _AWKWARD:
-        names = store._keys(key, limits)
+        names = store.calls.keys(key, limits)
         assert len({key_slot(name) for name in names}) == 1, key
         tag = escape_key(key)
         assert {key_slot(tag)} == {key_slot(name) for name in names}
@@ -249,7 +250,7 @@ def test_every_limit_of_a_key_shares_one_cluster_slot(store: RedisStore) -> None
 
 def test_awkward_keys_and_names_map_to_distinct_redis_keys(store: RedisStore) -> None:
     limits = (Limit(1, 1.0), Limit(5, 60.0, name="a"), Limit(5, 60.0, name="}a"))
-    names = [name for key in _AWKWARD for name in store._keys(key, limits)]
+    names = [name for key in _AWKWARD for name in store.calls.keys(key, limits)]
     assert len(set(names)) == len(names)
 
 
@@ -320,8 +321,8 @@ def test_url_options_are_parsed(redis_server: RedisProcess, redis_prefix: str) -
         kwargs = store.client.connection_pool.connection_kwargs
         assert kwargs["socket_timeout"] == 0.5
         assert kwargs["socket_connect_timeout"] == 0.25
-        assert store._on_error == "deny"
-        assert not store._deny_cache
+        assert store.calls.policy.on_error == "deny"
+        assert store.calls.deny is None
         assert store.client.connection_pool.max_connections == 4
         assert limiter.acquire("k", Limit(1, 60.0))
 
@@ -419,8 +420,16 @@ def test_every_redis_error_maps_to_a_store_error(kind: type[BaseException]) -> N
     assert isinstance(mapped, StoreUnavailable) == expect_unavailable, kind
 
 
+def test_every_redis_exception_class_is_named_in_the_error_table() -> None:
+    """A class redis-py adds later fails here until someone decides what it means."""
+    from bucketcore.backends.redis.errors import KINDS
+
+    unnamed = [kind.__name__ for kind in _redis_exception_classes() if kind not in KINDS]
+    assert unnamed == []
+
+
 def test_an_unreachable_server_raises_store_unavailable_chained() -> None:
-    from tests.redis_servers import free_port
+    from support.servers import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
     with Limiter(url) as limiter, pytest.raises(StoreUnavailable) as caught:
@@ -429,7 +438,7 @@ def test_an_unreachable_server_raises_store_unavailable_chained() -> None:
 
 
 def test_degraded_decisions_log_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
-    from tests.redis_servers import free_port
+    from support.servers import free_port
 
     limit = Limit(2, 60.0)
     url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
@@ -500,7 +509,7 @@ def test_acquire_many_is_one_round_trip(store: RedisStore, monkeypatch: pytest.M
     first_read = events.index("read")
     assert "read" not in events[:first_read]
     assert "send" not in events[first_read:]
-    assert first_read == 3  # three runs of up to 100 calls, all sent before any reply is read
+    assert first_read == 1  # two runs of up to 128 calls, sent in one write before any read
     assert [d.remaining for d in decisions[:10]] == [49] * 10
     assert [d.remaining for d in decisions[-10:]] == [25] * 10
 
@@ -607,7 +616,7 @@ def test_an_async_users_own_client(redis_server: RedisProcess, redis_prefix: str
 
 
 def test_async_unreachable_raises_or_degrades() -> None:
-    from tests.redis_servers import free_port
+    from support.servers import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5&connect_retries=0"
 
@@ -621,18 +630,6 @@ def test_async_unreachable_raises_or_degrades() -> None:
             assert decision.degraded
 
     asyncio.run(main())
-
-
-def test_the_redis_comparison_runner_measures_every_case(redis_server: RedisProcess) -> None:
-    from benchmarks import compare_redis
-
-    times = compare_redis.measure(redis_server.url, rounds=1, calls=20)
-    assert all(ns > 0 for ns in times.values())
-    assert [row[0] for row in compare_redis.bars(times)] == [
-        "one decision / raw EVALSHA",
-        "batch of 100 throughput / single",
-        "async 50 tasks throughput / sync",
-    ]
 
 
 def test_a_missing_redis_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -654,7 +651,7 @@ def test_rediss_with_a_verified_certificate(
     import shutil
     import subprocess
 
-    from tests.redis_servers import free_port
+    from support.servers import free_port
 
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -682,28 +679,31 @@ def test_rediss_with_a_verified_certificate(
         Limiter(f"redis://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}")
 
 
-def test_acquire_many_that_fails_midway_degrades_every_call_and_recovers(
-    redis_server: RedisProcess, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("failing", ["send_packed_command", "read_response"])
+def test_acquire_many_that_fails_midway_degrades_the_unanswered_calls_and_recovers(
+    redis_server: RedisProcess, redis_prefix: str, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
+    """250 calls go out as two runs in one write; the write, or the second reply, fails."""
     limit = Limit(50, 3600.0)
     with Limiter(redis_server.url, prefix=redis_prefix, on_error="deny") as limiter:
         limiter.acquire("warm", limit)
         connection = redis.connection.Connection
-        send = connection.send_packed_command
-        sends = [0]
+        original = getattr(connection, failing)
+        uses = [0]
 
-        def failing_second_send(self: Any, *args: Any, **kwargs: Any) -> Any:
-            sends[0] += 1
-            if sends[0] == 2:
+        def failing_the_last_time(self: Any, *args: Any, **kwargs: Any) -> Any:
+            uses[0] += 1
+            if uses[0] == (1 if failing == "send_packed_command" else 2):
                 self.disconnect()
                 raise redis.exceptions.ConnectionError("the network went away")
-            return send(self, *args, **kwargs)
+            return original(self, *args, **kwargs)
 
-        monkeypatch.setattr(connection, "send_packed_command", failing_second_send)
+        monkeypatch.setattr(connection, failing, failing_the_last_time)
         decisions = limiter.acquire_many([(f"k{i % 7}", limit, 1) for i in range(250)])
-        assert all(decision is not None for decision in decisions)
-        assert all(decision.degraded and not decision.allowed for decision in decisions)
-        monkeypatch.setattr(connection, "send_packed_command", send)
+        answered = 0 if failing == "send_packed_command" else 128  # the first run's reply
+        assert not any(decision.degraded for decision in decisions[:answered])
+        assert all(d.degraded and not d.allowed for d in decisions[answered:])
+        monkeypatch.setattr(connection, failing, original)
         again = limiter.acquire_many([("fresh", limit, 1)] * 3)
         assert [d.remaining for d in again] == [49, 48, 47]  # no stale reply was read
         assert not any(d.degraded for d in again)

@@ -21,7 +21,7 @@ import redis
 from bucketcore import Limit, Limiter
 from bucketcore.backends.redis import SCRIPT_SHA
 from bucketcore.errors import StoreUnavailable
-from tests.redis_servers import RedisCluster3, RedisProcess
+from support.servers import RedisCluster3, RedisProcess
 
 pytestmark = pytest.mark.redis
 
@@ -328,7 +328,7 @@ def test_a_promoted_replica_has_every_bucket_and_loads_the_script(
         assert limiter.acquire("k", limit, cost=2).remaining == 6
         deadline = time.monotonic() + 30
         while watcher.info("replication").get("master_link_status") != "up" or not watcher.exists(
-            limiter.store._keys("k", (limit,))[0]  # type: ignore[attr-defined]
+            limiter.store.calls.keys("k", (limit,))[0]  # type: ignore[attr-defined]
         ):
             assert time.monotonic() < deadline, "the replica never caught up"
             time.sleep(0.05)

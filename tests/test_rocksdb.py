@@ -23,6 +23,11 @@ import pytest
 import rocksdict
 
 import bucketcore.backends.rocksdb as rocksdb_backend
+import bucketcore.backends.rocksdb.database as rocksdb_database
+import bucketcore.backends.rocksdb.group_commit as rocksdb_group_commit
+import bucketcore.backends.rocksdb.persistence as rocksdb_persistence
+import bucketcore.backends.rocksdb.records as rocksdb_records
+import bucketcore.backends.rocksdb.store as rocksdb_store
 from bucketcore import (
     AsyncLimiter,
     ConfigurationError,
@@ -64,7 +69,7 @@ def open_store(path: Path, clocks: Clocks, **options: Any) -> RocksDBStore:
 
 def records(path: Path) -> dict[bytes, bytes]:
     """Every bucket record in a closed store, read with rocksdict directly."""
-    db = rocksdict.Rdict(str(path), rocksdb_backend._rocksdb_options())
+    db = rocksdict.Rdict(str(path), rocksdb_database.rocksdb_options())
     try:
         return {key: value for key, value in db.items() if key[:1] == b"\x01"}
     finally:
@@ -72,7 +77,7 @@ def records(path: Path) -> dict[bytes, bytes]:
 
 
 def put_raw(path: Path, key: bytes, value: bytes) -> None:
-    db = rocksdict.Rdict(str(path), rocksdb_backend._rocksdb_options())
+    db = rocksdict.Rdict(str(path), rocksdb_database.rocksdb_options())
     try:
         db.put(key, value)
     finally:
@@ -94,8 +99,19 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "limits"
 
 
-def test_module_doctests_pass() -> None:
-    results = doctest.testmod(rocksdb_backend)
+@pytest.mark.parametrize(
+    "module",
+    [
+        rocksdb_backend,
+        rocksdb_database,
+        rocksdb_group_commit,
+        rocksdb_persistence,
+        rocksdb_records,
+        rocksdb_store,
+    ],
+)
+def test_module_doctests_pass(module: object) -> None:
+    results = doctest.testmod(module)  # type: ignore[arg-type]
     assert results.attempted > 0
     assert results.failed == 0
 
@@ -310,7 +326,7 @@ def test_records_are_fixed_size_structs_with_a_version_byte(path: Path, clocks: 
 def test_buckets_swept_from_memory_lose_their_records(
     path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rocksdb_backend, "_DISK_SWEEP_EVERY", 10**9)  # the memory sweep alone
+    monkeypatch.setattr(rocksdb_persistence, "DISK_SWEEP_EVERY", 10**9)  # the memory sweep alone
     limit = Limit(1, 1.0)
     with Limiter(open_store(path, clocks)) as limiter:
         for key in range(100):
@@ -367,9 +383,9 @@ def test_periodic_writes_only_on_flush(path: Path, clocks: Clocks) -> None:
     try:
         for _ in range(3):
             assert store.try_acquire("k", (limit,), 1)
-        assert store._db.get(only_key_for(store, "k", limit)) is None
+        assert store._persistence.db.get(only_key_for(store, "k", limit)) is None
         store.flush()
-        assert store._db.get(only_key_for(store, "k", limit)) is not None
+        assert store._persistence.db.get(only_key_for(store, "k", limit)) is not None
     finally:
         store.close()
 
@@ -389,7 +405,7 @@ def test_periodic_reads_a_pending_state_after_the_memory_sweep(path: Path, clock
 
 
 def only_key_for(store: RocksDBStore, key: str, limit: Limit) -> bytes:
-    return rocksdb_backend._record_key((limit.identity, key))
+    return rocksdb_records.record_key((limit.identity, key))
 
 
 # -- sync: group commit ---------------------------------------------------------------
@@ -421,7 +437,7 @@ def test_flushes_from_another_thread_never_overlap(
     """Two batches written at once could land out of order: an old state last."""
     limit = Limit(10_000, 3600.0)
     store = open_store(path, clocks, durability=durability, flush_interval=0.001)
-    real_db = store._db
+    real_db = store._persistence.db
     writing = [0, 0]  # now, most at once
     guard = threading.Lock()
 
@@ -438,7 +454,7 @@ def test_flushes_from_another_thread_never_overlap(
             with guard:
                 writing[0] -= 1
 
-    monkeypatch.setattr(store, "_db", SlowWritesDb())
+    monkeypatch.setattr(store._persistence, "db", SlowWritesDb())
     stop = threading.Event()
 
     def flush_all_the_time() -> None:
@@ -469,7 +485,7 @@ def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
     path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = open_store(path, clocks, durability="sync")
-    real_db = store._db
+    real_db = store._persistence.db
     events: list[str] = []
 
     class RecordingDb:
@@ -484,7 +500,7 @@ def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
             events.append(f"fsync {sync}")
             real_db.flush_wal(sync)
 
-    monkeypatch.setattr(store, "_db", RecordingDb())
+    monkeypatch.setattr(store._persistence, "db", RecordingDb())
     limit = Limit(1000, 1.0)
     for calls in range(1, 4):
         assert store.try_acquire("k", (limit,), 1)
@@ -493,7 +509,7 @@ def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
     assert events[-2:] == ["write 2", "fsync True"]
     assert not store.peek("k", (limit,), 997).allowed  # a read writes nothing
     assert len(events) == 8
-    monkeypatch.setattr(store, "_db", real_db)
+    monkeypatch.setattr(store._persistence, "db", real_db)
     store.close()
 
 
@@ -507,10 +523,10 @@ def test_sync_answers_no_thread_before_the_fsync_of_its_state(
     write, or during the fsync) finds its synced record unchanged.
     """
     store = open_store(path, clocks, durability="sync")
-    real_db = store._db
+    real_db = store._persistence.db
     limit = Limit(10_000, 3600.0)
     keys = [f"thread-{index}" for index in range(8)]
-    record_keys = {key: rocksdb_backend._record_key((limit.identity, key)) for key in keys}
+    record_keys = {key: rocksdb_records.record_key((limit.identity, key)) for key in keys}
     written: dict[str, bytes | None] = dict.fromkeys(keys)
     synced: dict[str, bytes | None] = dict.fromkeys(keys)
     guard = threading.Lock()
@@ -533,7 +549,7 @@ def test_sync_answers_no_thread_before_the_fsync_of_its_state(
                 with guard:
                     synced.update(covered)
 
-    monkeypatch.setattr(store, "_db", SyncTrackingDb())
+    monkeypatch.setattr(store._persistence, "db", SyncTrackingDb())
     early: list[str] = []
 
     def take_tokens(key: str) -> None:
@@ -550,7 +566,7 @@ def test_sync_answers_no_thread_before_the_fsync_of_its_state(
         thread.start()
     for thread in threads:
         thread.join()
-    monkeypatch.setattr(store, "_db", real_db)
+    monkeypatch.setattr(store._persistence, "db", real_db)
     store.close()
     assert early == []
 
@@ -566,14 +582,14 @@ def test_sync_a_caller_interrupted_while_gathering_leaves_no_one_waiting(
 
     class InterruptedLock:
         def acquire(self, timeout: float = -1) -> bool:
-            while len(store._sync_batch) < 2:  # the second caller waits behind it
+            while len(store._persistence.group.batch) < 2:  # the second caller waits behind it
                 time.sleep(0.001)
             raise KeyboardInterrupt
 
         def release(self) -> None:
             pass
 
-    class FirstOneInterrupted(rocksdb_backend._Waiter):
+    class FirstOneInterrupted(rocksdb_group_commit.Waiter):
         __slots__ = ()
 
         def __init__(self) -> None:
@@ -582,8 +598,8 @@ def test_sync_a_caller_interrupted_while_gathering_leaves_no_one_waiting(
                 first.set()
                 self.lock = InterruptedLock()  # type: ignore[assignment]
 
-    monkeypatch.setattr(rocksdb_backend, "_Waiter", FirstOneInterrupted)
-    store._sync_want = 3  # a batch of three is expected: the first caller gathers
+    monkeypatch.setattr(rocksdb_group_commit, "Waiter", FirstOneInterrupted)
+    store._persistence.group.want = 3  # a batch of three is expected: the first caller gathers
     outcomes: dict[str, object] = {}
 
     def call(key: str) -> None:
@@ -613,7 +629,7 @@ def test_async_limiter_on_sync_waits_for_the_fsync_off_the_event_loop(
 ) -> None:
     """A sync decision waiting for its fsync must not stop the other tasks."""
     store = open_store(path, clocks, durability="sync")
-    real_db = store._db
+    real_db = store._persistence.db
     fsyncing = threading.Event()
     fsync_may_end = threading.Event()
 
@@ -626,7 +642,7 @@ def test_async_limiter_on_sync_waits_for_the_fsync_off_the_event_loop(
             fsync_may_end.wait(timeout=5)  # a bound, so a blocked loop fails instead of hanging
             real_db.flush_wal(sync)
 
-    monkeypatch.setattr(store, "_db", GatedDb())
+    monkeypatch.setattr(store._persistence, "db", GatedDb())
     limiter = AsyncLimiter(store)
 
     async def scenario() -> tuple[bool, bool]:
@@ -636,7 +652,7 @@ def test_async_limiter_on_sync_waits_for_the_fsync_off_the_event_loop(
         waiting_meanwhile = not decision.done()
         fsync_may_end.set()
         allowed = (await decision).allowed
-        monkeypatch.setattr(store, "_db", real_db)
+        monkeypatch.setattr(store._persistence, "db", real_db)
         await limiter.close()
         return waiting_meanwhile, allowed
 
@@ -769,8 +785,8 @@ def test_every_rocksdict_failure_is_a_store_error(
 ) -> None:
     store = open_store(path, clocks, durability=durability, flush_interval=3600)
     assert store.try_acquire("k", (Limit(5, 1.0),), 1)
-    real_db = store._db
-    monkeypatch.setattr(store, "_db", ExplodingDb())
+    real_db = store._persistence.db
+    monkeypatch.setattr(store._persistence, "db", ExplodingDb())
     limit, pair = Limit(5, 1.0), (Limit(5, 1.0), Limit(9, 1.0))
     calls = [
         lambda: store.try_acquire("miss", (limit,), 1),
@@ -789,7 +805,7 @@ def test_every_rocksdict_failure_is_a_store_error(
     for call in calls:
         with pytest.raises(StoreError, match="exploded"):
             call()
-    monkeypatch.setattr(store, "_db", real_db)
+    monkeypatch.setattr(store._persistence, "db", real_db)
     store.close()
 
 
@@ -799,13 +815,13 @@ def test_a_failed_wal_write_leaves_the_bucket_as_it_was(
     store = open_store(path, clocks)
     limit = Limit(3, 60.0)
     assert store.try_acquire("k", (limit,), 1)
-    real_db = store._db
-    monkeypatch.setattr(store, "_db", ExplodingDb())
+    real_db = store._persistence.db
+    monkeypatch.setattr(store._persistence, "db", ExplodingDb())
     with pytest.raises(StoreError):
         store.try_acquire("k", (limit,), 1)
     with pytest.raises(StoreError):
         store.acquire("k", (limit,), 1)
-    monkeypatch.setattr(store, "_db", real_db)
+    monkeypatch.setattr(store._persistence, "db", real_db)
     assert [store.try_acquire("k", (limit,), 1) for _ in range(3)] == [True, True, False]
     store.close()
 
@@ -816,12 +832,12 @@ def test_a_failed_background_flush_is_raised_by_the_next_change(
     store = open_store(path, clocks, durability="periodic", flush_interval=3600)
     limit = Limit(3, 60.0)
     assert store.try_acquire("k", (limit,), 1)
-    real_db = store._db
-    monkeypatch.setattr(store, "_db", ExplodingDb())
+    real_db = store._persistence.db
+    monkeypatch.setattr(store._persistence, "db", ExplodingDb())
     rounds = iter([False, True])  # one flush, then stop
-    monkeypatch.setattr(store._stop, "wait", lambda timeout: next(rounds))
-    store._flush_periodically()
-    monkeypatch.setattr(store, "_db", real_db)
+    monkeypatch.setattr(store._persistence._stop, "wait", lambda timeout: next(rounds))
+    store._persistence._flush_periodically()
+    monkeypatch.setattr(store._persistence, "db", real_db)
     with pytest.raises(StoreError, match="exploded"):
         store.try_acquire("k", (limit,), 1)  # refused: takes nothing
     assert store.try_acquire("k", (limit,), 1)  # reported once; the pending state was kept

@@ -1,11 +1,13 @@
-"""Real server processes on free loopback ports, for end-to-end tests."""
+"""Real HTTP app servers (uvicorn, gunicorn) on free loopback ports, for end-to-end tests.
+
+Redis servers are ``support/servers.py``'s, shared with the benchmarks.
+"""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +19,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0  # generous: a loaded CI machine can be slow to import
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -92,46 +87,6 @@ def uvicorn(app: str, port: int) -> list[str]:
         str(port),
         "--no-access-log",
     ]
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A throwaway redis-server (or valkey-server) on a free loopback port; yields its URL.
-
-    Raises when no server binary is installed: callers decide between skip and fail.
-    """
-    from tests.redis_servers import find_server
-
-    binary = find_server("redis") or find_server("valkey")
-    if binary is None:
-        raise FileNotFoundError("no redis-server or valkey-server on PATH")
-    port = free_port()
-    command = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"{binary} did not start on port {port}") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def gunicorn(app: str, port: int, workers: int, *extra: str) -> list[str]:

@@ -1,12 +1,23 @@
-"""What every HTTP integration shares: keys, limit specs, bodies, policy.
+"""The one HTTP decision step, and what every integration shares with it.
 
-Nothing here imports a web framework, so the Flask extension and the ASGI
-middleware give the same answers: the same keys for the same client, the
+A ``Check`` (key, limits, cost, where, failure policy, hooks) and the
+limiter's answer (a ``Decision``, or the ``StoreError`` it raised) make a
+``Verdict``: the hook event emitted, the headers to add, and either "go on"
+(``answer is None``) or the ``Answer`` to send instead: a 429, or a 503 when
+the store failed. ``verdict`` is that step, without I/O; ``decide`` and
+``decide_async`` ask a ``Limiter`` or an ``AsyncLimiter``, run the step and
+emit its event. The Flask extension, the ASGI middleware and
+``rate_limited`` only read their request and write their response around
+it, so they give the same answers: the same keys for the same client, the
 same 429 body, the same 503 on a store failure.
 
->>> from bucketcore import Limit
->>> limits_from("7/30s", name="general")
-(Limit(tokens=7, period=30.0, burst=7, name='general'),)
+>>> from bucketcore import Limit, Limiter
+>>> check = Check("ip:127.0.0.1", limits_from("1/minute", name="general"))
+>>> limiter = Limiter()
+>>> decide(limiter, check).answer is None
+True
+>>> decide(limiter, check).answer.status
+429
 """
 
 from __future__ import annotations
@@ -15,29 +26,42 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, overload
 
+from bucketcore._keys import Key
 from bucketcore.decision import Decision
-from bucketcore.errors import ConfigurationError
+from bucketcore.errors import ConfigurationError, StoreError
+from bucketcore.integrations.hooks import DecisionEvent, Hook, emit
 from bucketcore.limit import Limit
+from bucketcore.limiter import AsyncLimiter, Limiter
 
 __all__ = [
+    "Answer",
+    "Check",
     "LimitSpec",
     "OnStoreError",
     "PoolRegistry",
+    "Verdict",
     "api_key",
     "basic_auth_user",
     "binding_decision",
     "bounded_key",
     "check_on_store_error",
+    "decide",
+    "decide_async",
+    "denied",
     "denied_body",
     "limits_from",
     "unavailable_body",
+    "verdict",
 ]
 
 LimitSpec = str | Limit | Sequence[Limit]
-OnStoreError = Literal["503", "pass"]
+# "503": fail closed; "pass": serve the request unlimited; "raise": the
+# StoreError propagates to the caller (rate_limited, which has no response).
+OnStoreError = Literal["503", "pass", "raise"]
 
 # Client-chosen text (user names, header values) becomes a limiter key. Past
 # this size it is replaced by its digest, so no client can make a key that
@@ -171,15 +195,15 @@ class PoolRegistry:
                 )
 
 
-def check_on_store_error(policy: object) -> OnStoreError:
+def check_on_store_error(policy: object) -> Literal["503", "pass"]:
     """Validate the HTTP failure policy: ``"503"`` (fail closed) or ``"pass"``.
 
     >>> check_on_store_error("pass")
     'pass'
     """
-    if policy not in ("503", "pass"):
-        raise ConfigurationError(f"on_store_error must be '503' or 'pass', got {policy!r}")
-    return policy
+    if policy == "503" or policy == "pass":
+        return policy
+    raise ConfigurationError(f"on_store_error must be '503' or 'pass', got {policy!r}")
 
 
 def binding_decision(decisions: Sequence[Decision]) -> Decision:
@@ -221,3 +245,149 @@ def unavailable_body() -> bytes:
     """
     body = {"error": "rate_limiter_unavailable", "retry_after": 1}
     return json.dumps(body).encode() + b"\n"
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The response sent instead of the application's: a 429 or a 503.
+
+    >>> unavailable().status, unavailable().headers["Retry-After"]
+    (503, '1')
+    """
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def denied(decision: Decision) -> Answer:
+    """The 429 for a denied ``decision``: its headers and the JSON body.
+
+    >>> from bucketcore import Limit
+    >>> answer = denied(Decision(False, 0, 3.2, 9.0, Limit(7, 30, name="general")))
+    >>> answer.status, answer.headers["Retry-After"], answer.headers["Content-Type"]
+    (429, '4', 'application/json')
+    """
+    return Answer(429, {**_JSON, **decision.headers()}, denied_body(decision))
+
+
+def unavailable() -> Answer:
+    """The 503 sent when the store fails and the policy is ``"503"``."""
+    return Answer(503, {**_JSON, "Retry-After": "1"}, unavailable_body())
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check of one request (or call): what to take, from which pools.
+
+    ``source`` says where, for the hooks (a Flask endpoint, an ASGI path, a
+    function's name). ``wait`` (with ``timeout``) waits for the tokens
+    instead of taking or refusing them at once (``rate_limited(wait=True)``).
+
+    >>> from bucketcore import Limit
+    >>> Check("user:alice", (Limit(7, 30),), cost=2).on_store_error
+    '503'
+    """
+
+    key: Key
+    limits: tuple[Limit, ...]
+    cost: int = 1
+    source: str = ""
+    on_store_error: OnStoreError = "503"
+    hooks: tuple[Hook, ...] = ()
+    wait: bool = False
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with a request: go on (``answer is None``) or answer instead.
+
+    ``event`` is what the hooks are told; ``headers`` go on the response
+    when the request goes on (none after a store failure let it pass).
+    """
+
+    event: DecisionEvent
+    headers: dict[str, str]
+    answer: Answer | None
+
+    @property
+    def decision(self) -> Decision | None:
+        """The limiter's decision; None when the store failed."""
+        return self.event.decision
+
+
+def verdict(check: Check, outcome: Decision | StoreError) -> Verdict:
+    """The step itself: the limiter's decision (or its failure) to a ``Verdict``.
+
+    Pure: it emits nothing and raises nothing.
+
+    >>> from bucketcore import Limit
+    >>> from bucketcore.errors import StoreUnavailable
+    >>> check = Check("k", (Limit(1, 60),), source="/pizza")
+    >>> failed = verdict(check, StoreUnavailable("redis down"))
+    >>> failed.event.outcome, failed.answer.status, failed.headers
+    ('error', 503, {})
+    >>> from dataclasses import replace
+    >>> verdict(replace(check, on_store_error="pass"), StoreUnavailable("down")).answer is None
+    True
+    """
+    if isinstance(outcome, StoreError):
+        event = DecisionEvent(check.key, check.limits, "error", None, outcome, check.source)
+        answer = unavailable() if check.on_store_error == "503" else None
+        return Verdict(event, {}, answer)
+    event = DecisionEvent.of(check.key, check.limits, outcome, source=check.source)
+    if not outcome.allowed:
+        return Verdict(event, outcome.headers(), denied(outcome))
+    return Verdict(event, outcome.headers(), None)
+
+
+def _emitted(check: Check, outcome: Decision | StoreError) -> Verdict:
+    """The verdict, after telling the hooks; a store error re-raised under "raise"."""
+    result = verdict(check, outcome)
+    emit(check.hooks, result.event)
+    if isinstance(outcome, StoreError) and check.on_store_error == "raise":
+        raise outcome
+    return result
+
+
+@overload
+def _take(limiter: Limiter, check: Check) -> Decision: ...
+@overload
+def _take(limiter: AsyncLimiter, check: Check) -> Coroutine[Any, Any, Decision]: ...
+def _take(limiter: Limiter | AsyncLimiter, check: Check) -> object:
+    """The limiter call a check makes: a decision, or a coroutine of one."""
+    if check.wait:
+        return limiter.wait(check.key, *check.limits, cost=check.cost, timeout=check.timeout)
+    return limiter.acquire(check.key, *check.limits, cost=check.cost)
+
+
+def decide(limiter: Limiter, check: Check) -> Verdict:
+    """Take (or wait for) the tokens of ``check``, tell the hooks, say what to do.
+
+    See the module docstring for an example.
+    """
+    try:
+        decision = _take(limiter, check)
+    except StoreError as exc:
+        return _emitted(check, exc)
+    return _emitted(check, decision)
+
+
+async def decide_async(limiter: AsyncLimiter, check: Check) -> Verdict:
+    """``decide`` for an ``AsyncLimiter``: the decision is awaited.
+
+    >>> import asyncio
+    >>> from bucketcore import AsyncLimiter, Limit
+    >>> check = Check("k", (Limit(1, 60),))
+    >>> asyncio.run(decide_async(AsyncLimiter(), check)).event.outcome
+    'allowed'
+    """
+    try:
+        decision = await _take(limiter, check)
+    except StoreError as exc:
+        return _emitted(check, exc)
+    return _emitted(check, decision)

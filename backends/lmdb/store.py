@@ -1,0 +1,444 @@
+"""``LMDBStore``: every decision is one LMDB transaction, shared by every process.
+
+Nothing about a bucket is kept in process memory: a call reads the
+bucket's record, decides with ``bucketcore._gcra``, writes the new record
+and commits, all inside one write transaction, which LMDB makes exclusive
+across every process of the host. The clock is read inside it, so each
+bucket sees time move forward whichever process decides.
+
+>>> import tempfile, os
+>>> from bucketcore import Limit
+>>> store = LMDBStore(os.path.join(tempfile.mkdtemp(), "limits"))
+>>> [store.try_acquire("alice", (Limit(2, 60.0),), 1) for _ in range(3)]
+[True, True, False]
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+from urllib.parse import SplitResult
+
+import lmdb
+
+from bucketcore._gcra import Step, clamped, decision_from_steps, evaluate, refunded
+from bucketcore._keys import Key
+from bucketcore.decision import Decision, from_nanoseconds
+from bucketcore.errors import ConfigurationError, CorruptState, StoreClosed
+from bucketcore.limit import Limit
+from bucketcore.store import Clock, Request, split_options
+
+from .env import DURABILITIES, open_shared, store_error
+from .options import (
+    DEFAULT_MAP_SIZE,
+    bool_option,
+    checked_path,
+    choice_option,
+    map_size_option,
+    path_from_url,
+    seconds_option,
+)
+from .records import (
+    ANCHOR_KEY,
+    BUCKETS_END,
+    FORMAT_KEY,
+    FORMAT_VALUE,
+    Value,
+    anchor_for,
+    boot_id,
+    encode,
+    is_full_record,
+    record_keys,
+    record_prefix,
+    tat_from_record,
+)
+
+__all__ = ["LMDBStore", "open_store"]
+
+T = TypeVar("T")
+Body = Callable[[lmdb.Transaction, int], tuple[T, bool]]  # (txn, anchored now) -> (result, wrote)
+
+# The lazy sweep of full records: each write adds 1 and each new record 8
+# to a count; at _SWEEP_AT the next _SWEEP_BATCH records are examined (in
+# the same transaction) and the full ones deleted. Two records examined per
+# record created outpace creation, so the file stays within a small factor
+# of the live buckets; without new records a quarter of a record is
+# examined per write, so a burst of one-off keys is swept by later traffic
+# on any key. Amortised: well under a tenth of a microsecond a decision.
+_SWEEP_AT = 256
+_SWEEP_CREATED = 8
+_SWEEP_BATCH = 64
+_PREFIX_CACHE_MAX = 4096
+
+
+class LMDBStore:
+    """Buckets in an LMDB environment (a directory) that any process may open.
+
+    ``durability``: ``"wal"`` (default), ``"sync"`` or ``"periodic"`` (with
+    ``flush_interval`` seconds); see ``env.Environment``. ``map_size``: the
+    initial map in bytes (it doubles when full). ``create``: make a missing
+    parent directory. ``clock`` is monotonic ns; ``wall_clock`` (wall ns) and
+    ``boot`` (16 bytes) stand in for the host's, for tests.
+
+    >>> import tempfile, os
+    >>> from bucketcore import Limit
+    >>> path = os.path.join(tempfile.mkdtemp(), "limits")
+    >>> first, second = LMDBStore(path), LMDBStore(path)   # one handle, shared
+    >>> first.try_acquire("k", (Limit(1, 60.0),), 1), second.try_acquire("k", (Limit(1, 60.0),), 1)
+    (True, False)
+    >>> first.close(), second.close()
+    (None, None)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: str = "wal",
+        flush_interval: float = 1.0,
+        map_size: int = DEFAULT_MAP_SIZE,
+        create: bool = False,
+        clock: Clock | None = None,
+        wall_clock: Callable[[], int] | None = None,
+        boot: bytes | None = None,
+    ) -> None:
+        durability = choice_option("durability", durability, DURABILITIES)
+        interval = seconds_option("flush_interval", flush_interval)
+        size = map_size_option(map_size)
+        self.path = checked_path(path, create=bool_option("create", create))
+        for name, given in (("clock", clock), ("wall_clock", wall_clock)):
+            if given is not None and not callable(given):
+                raise ConfigurationError(f"{name} must be callable, got {given!r}")
+        if boot is not None and (type(boot) is not bytes or len(boot) != 16):
+            raise ConfigurationError(f"boot must be 16 bytes, got {boot!r}")
+        self.durability = durability
+        self.blocking = durability == "sync"  # AsyncLimiter runs changing calls in a thread
+        self._clock: Clock = clock if clock is not None else time.monotonic_ns
+        self._closed = False
+        self._env = open_shared(
+            self.path, map_size=size, durability=durability, flush_interval=interval
+        )
+        self._prefixes: dict[str, bytes] = {}
+        self._sweep_count = 0
+        self._sweep_cursor = b"\x01"
+        self._max_key = self._env.handle().max_key_size()
+        try:
+            self._offset_ns = self._anchor(wall_clock or time.time_ns, boot or boot_id())
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"LMDBStore({self.path!r}, durability={self.durability!r})"
+
+    def _anchor(self, wall_clock: Callable[[], int], boot: bytes) -> int:
+        """Check the format marker and adopt (or, first in a boot, write) the time anchor."""
+
+        def body(txn: lmdb.Transaction, _: int) -> tuple[int, bool]:
+            marker = txn.get(FORMAT_KEY)
+            wrote = False
+            if marker is None:
+                with txn.cursor() as cursor:
+                    if cursor.first():
+                        raise CorruptState(f"{self.path} holds an LMDB database not made by us")
+                txn.put(FORMAT_KEY, FORMAT_VALUE)
+                wrote = True
+            elif marker != FORMAT_VALUE:
+                raise CorruptState(f"{self.path} has an unknown bucketcore format: {marker!r}")
+            anchor, new = anchor_for(txn.get(ANCHOR_KEY), boot, self._clock(), wall_clock())
+            if new:
+                txn.put(ANCHOR_KEY, anchor.encode())
+            return anchor.offset_ns, wrote or new
+
+        self._offset_ns = 0
+        return self._transact(body)
+
+    # -- the one transaction -------------------------------------------------------
+
+    def _transact(self, body: Body[T], *, write: bool = True) -> T:
+        """Run ``body`` in one transaction at the anchored now; commit what it wrote.
+
+        A full map is grown and another process's growth adopted, then the
+        whole transaction runs again: nothing of the failed one remains.
+        """
+        if self._closed:
+            raise StoreClosed(f"the LMDB store {self.path} is closed")
+        env = self._env
+        while True:
+            with env.lock:
+                handle = env.handle()
+                try:
+                    txn = handle.begin(write=write)
+                except lmdb.MapResizedError:
+                    env.adopt_size()
+                    continue
+                except lmdb.Error as exc:
+                    raise store_error(exc, "begin a transaction", self.path) from exc
+                try:
+                    result, wrote = body(txn, self._clock() + self._offset_ns)
+                    if wrote:
+                        txn.commit()
+                    else:
+                        txn.abort()
+                except lmdb.MapFullError:
+                    _abort(txn)
+                    env.grow()
+                    continue
+                except lmdb.MapResizedError:
+                    _abort(txn)
+                    env.adopt_size()
+                    continue
+                except lmdb.Error as exc:
+                    _abort(txn)
+                    raise store_error(exc, "decide", self.path) from exc
+                except BaseException:
+                    _abort(txn)
+                    raise
+            if wrote:
+                env.committed()
+            return result
+
+    def _slot(self, limit: Limit, key: Key) -> tuple[bytes, bytes]:
+        """(LMDB key, the full record key a hashed record carries) of a bucket."""
+        prefix = self._prefixes.get(limit.identity)
+        if prefix is None:
+            if len(self._prefixes) >= _PREFIX_CACHE_MAX:
+                self._prefixes.clear()
+            prefix = self._prefixes[limit.identity] = record_prefix(limit.identity)
+        data = key.encode("utf-8") if type(key) is str else key
+        full = prefix + data  # type: ignore[operator]
+        if len(full) <= self._max_key:
+            return full, b""
+        return record_keys(prefix, data, self._max_key)  # type: ignore[arg-type]
+
+    # -- the contract ---------------------------------------------------------------
+
+    def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
+        if len(limits) != 1:
+            slots = [self._slot(limit, key) for limit in limits]
+            return self._transact(
+                lambda txn, now_ns: self._decide(txn, now_ns, limits, slots, cost)
+            )
+        # The commonest call, one limit, tried once inline (a closure and
+        # the retry loop cost a fifth of a decision); anything unusual
+        # (closed, forked, a full or grown map, an error) goes to _transact,
+        # which runs the whole transaction again.
+        limit = limits[0]
+        db_key, full = self._slot(limit, key)
+        env = self._env
+        handle = env.current
+        done = False
+        if handle is not None and not self._closed:
+            with env.lock:
+                try:
+                    txn = handle.begin(write=True)
+                except lmdb.Error:
+                    pass
+                else:
+                    try:
+                        value = txn.get(db_key)
+                        now_ns = self._clock() + self._offset_ns
+                        step = evaluate(
+                            limit,
+                            None if value is None else tat_from_record(value, limit, full),
+                            now_ns,
+                            cost,
+                        )
+                        if step.allowed:
+                            txn.put(db_key, encode(step.tat, limit.units_per_ns) + full)
+                            self._sweep_count += 1 if value is not None else _SWEEP_CREATED
+                            if self._sweep_count >= _SWEEP_AT:
+                                self._sweep(txn, now_ns)
+                            txn.commit()
+                            done = True
+                        else:
+                            # A denial changes nothing unless the clock stepped
+                            # back past an empty bucket (_decide stores that).
+                            txn.abort()
+                            done = value is not None and step.tat == tat_from_record(
+                                value, limit, full
+                            )
+                    except lmdb.Error:
+                        _abort(txn)
+                        done = False
+                    except BaseException:
+                        _abort(txn)
+                        raise
+            if done:
+                if env.fsyncs and step.allowed:
+                    env.committed()
+                return from_nanoseconds(
+                    step.allowed, step.remaining, step.retry_ns, step.reset_ns, limit
+                )
+        return self._transact(
+            lambda txn, now_ns: self._decide(txn, now_ns, limits, [(db_key, full)], cost)
+        )
+
+    def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
+        return self.acquire(key, limits, cost).allowed
+
+    def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
+        slots = [self._slot(limit, key) for limit in limits]
+
+        def body(txn: lmdb.Transaction, now_ns: int) -> tuple[Decision, bool]:
+            steps = [
+                evaluate(limit, _tat(txn.get(db_key), limit, full), now_ns, cost)
+                for limit, (db_key, full) in zip(limits, slots, strict=True)
+            ]
+            return decision_from_steps(limits, steps), False
+
+        return self._transact(body, write=False)
+
+    def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
+        """Every request decided in order, in one transaction at one instant."""
+        planned = [
+            (limits, [self._slot(limit, key) for limit in limits], cost)
+            for key, limits, cost in requests
+        ]
+
+        def body(txn: lmdb.Transaction, now_ns: int) -> tuple[list[Decision], bool]:
+            decisions, wrote = [], False
+            for limits, slots, cost in planned:
+                decision, changed = self._decide(txn, now_ns, limits, slots, cost)
+                decisions.append(decision)
+                wrote = wrote or changed
+            return decisions, wrote
+
+        return self._transact(body) if planned else []
+
+    def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
+        slots = [self._slot(limit, key) for limit in limits]
+
+        def body(txn: lmdb.Transaction, now_ns: int) -> tuple[None, bool]:
+            wrote = False
+            for limit, (db_key, full) in zip(limits, slots, strict=True):
+                value = txn.get(db_key)
+                if value is None:
+                    continue  # full already
+                tat = refunded(limit, tat_from_record(value, limit, full), now_ns, tokens)
+                if tat is None:
+                    txn.delete(db_key)
+                else:
+                    txn.put(db_key, encode(tat, limit.units_per_ns) + full)
+                wrote = True
+            return None, wrote
+
+        self._transact(body)
+
+    def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
+        slots = [self._slot(limit, key) for limit in limits]
+
+        def body(txn: lmdb.Transaction, now_ns: int) -> tuple[None, bool]:
+            deleted = [txn.delete(db_key) for db_key, _ in slots]
+            return None, any(deleted)
+
+        self._transact(body)
+
+    def close(self) -> None:
+        """fsync (unless ``wal``) and let go of the environment; idempotent.
+
+        Every later call raises ``StoreClosed``.
+        """
+        if not self._closed:
+            self._closed = True
+            self._env.release()
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def _decide(
+        self,
+        txn: lmdb.Transaction,
+        now_ns: int,
+        limits: tuple[Limit, ...],
+        slots: list[tuple[bytes, bytes]],
+        cost: int,
+    ) -> tuple[Decision, bool]:
+        """One acquire inside ``txn``: all limits' buckets change, or none."""
+        values = [txn.get(db_key) for db_key, _ in slots]
+        steps: list[Step] = [
+            evaluate(
+                limit, None if value is None else tat_from_record(value, limit, full), now_ns, cost
+            )
+            for limit, value, (_, full) in zip(limits, values, slots, strict=True)
+        ]
+        wrote = False
+        if all(step.allowed for step in steps):
+            for limit, step, value, (db_key, full) in zip(
+                limits, steps, values, slots, strict=True
+            ):
+                txn.put(db_key, encode(step.tat, limit.units_per_ns) + full)
+                self._sweep_count += _SWEEP_CREATED if value is None else 1
+            wrote = True
+        else:
+            # Denied: a bucket the clock left ahead of an empty one is stored
+            # as an empty one (so the wait reported comes true); a full one goes.
+            for limit, value, (db_key, full) in zip(limits, values, slots, strict=True):
+                if value is None:
+                    continue
+                now = now_ns * limit.units_per_ns
+                tat = tat_from_record(value, limit, full)
+                start = clamped(limit, tat, now)
+                if start <= now:
+                    txn.delete(db_key)
+                    wrote = True
+                elif start != tat:
+                    txn.put(db_key, encode(start, limit.units_per_ns) + full)
+                    wrote = True
+        if self._sweep_count >= _SWEEP_AT:
+            wrote = self._sweep(txn, now_ns) or wrote
+        return decision_from_steps(limits, steps), wrote
+
+    def _sweep(self, txn: lmdb.Transaction, now_ns: int) -> bool:
+        """Delete the full records among the next few after the cursor; True if any."""
+        self._sweep_count = 0
+        deleted = False
+        with txn.cursor() as cursor:
+            cursor.set_range(self._sweep_cursor)
+            for _ in range(_SWEEP_BATCH):
+                record_key = bytes(cursor.key())
+                if not record_key or record_key >= BUCKETS_END:
+                    self._sweep_cursor = b"\x01"  # start over next time
+                    return deleted
+                if is_full_record(cursor.value(), now_ns):
+                    cursor.delete()  # and on to the next
+                    deleted = True
+                else:
+                    cursor.next()
+            self._sweep_cursor = bytes(cursor.key()) or b"\x01"
+        return deleted
+
+
+def _tat(value: Value | None, limit: Limit, full: bytes) -> int | None:
+    return None if value is None else tat_from_record(value, limit, full)
+
+
+def _abort(txn: lmdb.Transaction) -> None:
+    with contextlib.suppress(lmdb.Error):
+        txn.abort()
+
+
+_KNOWN = {"durability", "flush_interval", "map_size", "create", "wall_clock", "boot"}
+
+
+def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> LMDBStore:
+    """``lmdb:///abs/path`` or ``lmdb://./relative/path`` with options.
+
+    Options (URL query or keywords): durability, flush_interval, map_size,
+    create; as keywords only, wall_clock and boot (tests).
+
+    >>> from urllib.parse import urlsplit
+    >>> open_store(urlsplit("lmdb:///tmp/x?colour=red"), {}, None)
+    Traceback (most recent call last):
+    ...
+    bucketcore.errors.ConfigurationError: unknown option(s) for lmdb://: colour
+    """
+    path = path_from_url(url)
+    merged = split_options(url, options)
+    unknown = set(merged) - _KNOWN
+    if unknown:
+        raise ConfigurationError(f"unknown option(s) for lmdb://: {', '.join(sorted(unknown))}")
+    return LMDBStore(path, clock=clock, **merged)  # type: ignore[arg-type]

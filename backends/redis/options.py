@@ -1,0 +1,199 @@
+"""Options: what a URL or keywords may say, validated into settings and client kwargs.
+
+Store options (``RedisStore`` takes these with your own client): ``prefix``
+(default ``bucketcore:``, no braces), ``on_error`` (``raise`` | ``allow`` |
+``deny``), ``deny_cache`` (default true), ``deny_cache_size`` (keys,
+default 10000). Client options (only when the store makes the client from
+a URL): ``timeout`` (seconds per command, default 1.0), ``connect_timeout``
+(default ``timeout``), ``connect_retries`` (default 1), ``max_connections``,
+``db`` and, for ``rediss://``, ``ssl_ca_certs``, ``ssl_certfile``,
+``ssl_keyfile``, ``ssl_cert_reqs`` (``required`` | ``optional`` | ``none``)
+and ``ssl_check_hostname``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import SplitResult, urlunsplit
+
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from bucketcore.errors import ConfigurationError
+from bucketcore.store import Clock, split_options
+
+__all__ = ["Settings", "client_kwargs", "read_url"]
+
+_ON_ERROR = ("raise", "allow", "deny")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_SSL_CERT_REQS = ("required", "optional", "none")
+_DEFAULT_PREFIX = "bucketcore:"
+
+
+def _flag(name: str, value: object) -> bool:
+    if type(value) is bool:
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ConfigurationError(f"option {name} must be true or false, got {value!r}")
+
+
+def _seconds(name: str, value: object) -> float:
+    try:
+        seconds = float(value) if type(value) in (int, float, str) else math.nan  # type: ignore[arg-type]
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"option {name} must be a number of seconds > 0, got {value!r}")
+    return seconds
+
+
+def _count(name: str, value: object, minimum: int) -> int:
+    if type(value) is str and value.isdigit():
+        value = int(value)
+    if type(value) is not int or value < minimum:
+        raise ConfigurationError(f"option {name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _prefix(value: object) -> bytes:
+    if type(value) is bytes:
+        data = value
+    elif type(value) is str:
+        data = value.encode("utf-8")
+    else:
+        raise ConfigurationError(f"option prefix must be a str, got {value!r}")
+    if b"{" in data or b"}" in data or len(data) > 256:
+        raise ConfigurationError(
+            f"option prefix must be at most 256 bytes with no '{{' or '}}', got {value!r}"
+        )
+    return data
+
+
+class Settings:
+    """The store's own options, validated; the rest (client options) kept in ``rest``.
+
+    >>> settings = Settings({"prefix": "app:", "deny_cache": "off", "timeout": "2"})
+    >>> settings.prefix, settings.on_error, settings.deny_cache, settings.rest
+    (b'app:', 'raise', False, {'timeout': '2'})
+    """
+
+    __slots__ = ("deny_cache", "deny_cache_size", "on_error", "prefix", "rest")
+
+    def __init__(self, options: dict[str, object]) -> None:
+        options = dict(options)
+        self.prefix = _prefix(options.pop("prefix", _DEFAULT_PREFIX))
+        on_error = options.pop("on_error", "raise")
+        if on_error not in _ON_ERROR:
+            raise ConfigurationError(
+                f"option on_error must be one of {_ON_ERROR}, got {on_error!r}"
+            )
+        self.on_error = str(on_error)
+        self.deny_cache = _flag("deny_cache", options.pop("deny_cache", True))
+        self.deny_cache_size = _count("deny_cache_size", options.pop("deny_cache_size", 10_000), 1)
+        self.rest = options
+
+    def store_options(self) -> dict[str, object]:
+        """The store's options again, as ``RedisStore`` takes them."""
+        return {
+            "prefix": self.prefix,
+            "on_error": self.on_error,
+            "deny_cache": self.deny_cache,
+            "deny_cache_size": self.deny_cache_size,
+        }
+
+    def only_store_options(self, owner: str) -> Settings:
+        """These settings, if nothing is left for a client (the user brought their own)."""
+        if self.rest:
+            raise ConfigurationError(
+                f"unknown option(s) for {owner}: {', '.join(sorted(self.rest))} "
+                "(connection options belong to your client)"
+            )
+        return self
+
+
+def client_kwargs(scheme: str, options: dict[str, object]) -> dict[str, Any]:
+    """redis-py keyword arguments for a client this store creates and owns.
+
+    >>> kwargs = client_kwargs("redis", {"timeout": "0.5", "db": "2"})
+    >>> kwargs["socket_timeout"], kwargs["socket_connect_timeout"], kwargs["db"]
+    (0.5, 0.5, 2)
+    >>> client_kwargs("redis+cluster", {"db": 1})
+    Traceback (most recent call last):
+    ...
+    bucketcore.errors.ConfigurationError: a Redis Cluster has only database 0: drop option db
+    """
+    options = dict(options)
+    timeout = _seconds("timeout", options.pop("timeout", 1.0))
+    kwargs: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": _seconds(
+            "connect_timeout", options.pop("connect_timeout", timeout)
+        ),
+    }
+    retries = _count("connect_retries", options.pop("connect_retries", 1), 0)
+    if "max_connections" in options:
+        kwargs["max_connections"] = _count("max_connections", options.pop("max_connections"), 1)
+    if "db" in options:
+        if scheme.endswith("+cluster"):
+            raise ConfigurationError("a Redis Cluster has only database 0: drop option db")
+        kwargs["db"] = _count("db", options.pop("db"), 0)
+    tls = scheme.startswith("rediss")
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if name in options:
+            value = options.pop(name)
+            if not tls or type(value) is not str:
+                raise ConfigurationError(f"option {name} is a path, and only for rediss://")
+            kwargs[name] = value
+    if "ssl_cert_reqs" in options:
+        reqs = options.pop("ssl_cert_reqs")
+        if not tls or reqs not in _SSL_CERT_REQS:
+            raise ConfigurationError(f"option ssl_cert_reqs is one of {_SSL_CERT_REQS}, rediss://")
+        kwargs["ssl_cert_reqs"] = reqs
+    if "ssl_check_hostname" in options:
+        if not tls:
+            raise ConfigurationError("option ssl_check_hostname is only for rediss://")
+        kwargs["ssl_check_hostname"] = _flag(
+            "ssl_check_hostname", options.pop("ssl_check_hostname")
+        )
+    if options:
+        raise ConfigurationError(f"unknown option(s) for Redis: {', '.join(sorted(options))}")
+    if not scheme.endswith("+cluster"):
+        # Only connection set-up is ever retried: the decision command is sent
+        # on a connection taken from the pool, outside redis-py's Retry.
+        kwargs["retry"] = Retry(ExponentialBackoff(cap=0.1, base=0.01), retries)
+    return kwargs
+
+
+def _base_url(url: SplitResult) -> tuple[str, str]:
+    scheme = url.scheme.lower()
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster") and not url.hostname:
+        raise ConfigurationError(f"a Redis URL needs a host: {url.geturl()!r}")
+    if scheme == "unix" and not url.path:
+        raise ConfigurationError(f"a unix:// URL needs a socket path: {url.geturl()!r}")
+    plain = scheme.removesuffix("+cluster")
+    return scheme, urlunsplit((plain, url.netloc, url.path, "", ""))
+
+
+def read_url(
+    url: SplitResult, options: dict[str, object], clock: Clock | None
+) -> tuple[str, str, dict[str, Any], Settings]:
+    """The scheme, the client's URL, its kwargs and the store's settings.
+
+    >>> from urllib.parse import urlsplit
+    >>> scheme, base, kwargs, settings = read_url(
+    ...     urlsplit("redis+cluster://h:7000?prefix=app:&timeout=2"), {}, None)
+    >>> scheme, base, kwargs["socket_timeout"], settings.prefix
+    ('redis+cluster', 'redis://h:7000', 2.0, b'app:')
+    """
+    if clock is not None:
+        raise ConfigurationError(
+            "Redis decides with the server's clock (TIME): a clock cannot be given"
+        )
+    scheme, base = _base_url(url)
+    settings = Settings(split_options(url, options))
+    kwargs = client_kwargs(scheme, settings.rest)
+    settings.rest = {}
+    return scheme, base, kwargs, settings

@@ -1,0 +1,205 @@
+"""The decision script (``lua/gcra.lua``): loaded once, its arguments, NOSCRIPT.
+
+The script is read from the package data once, at import, and called by its
+SHA1. What it needs to know about a limit (GCRA units per microsecond, the
+capacity, a cost in units, split into whole microseconds and a remainder)
+is computed once per limit, in a ``Plan``. The wire protocol (RESP) of the
+usual arguments is kept too: ``acquire_many`` splices it into its runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from bucketcore.errors import ConfigurationError
+from bucketcore.limit import Limit
+
+__all__ = [
+    "ACQUIRE",
+    "MANY",
+    "PEEK",
+    "REFUND",
+    "SCRIPT",
+    "SCRIPT_SHA",
+    "TRY",
+    "Plan",
+    "Plans",
+    "merge",
+    "packed",
+    "reload",
+    "reload_missing",
+    "resp",
+]
+
+_pack_command: Any
+try:  # redis-py packs through hiredis too, after a slow pass over the arguments
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is part of the [redis] extra
+    _pack_command = None
+
+SCRIPT = resources.files("bucketcore.backends").joinpath("lua/gcra.lua").read_bytes()
+"""The decision script, read once from the package data."""
+SCRIPT_SHA = hashlib.sha1(SCRIPT, usedforsecurity=False).hexdigest()
+"""Its SHA1, the name EVALSHA calls it by."""
+
+ACQUIRE, TRY, PEEK, REFUND, MANY = b"a", b"t", b"p", b"r", b"m"
+"""The script's modes (its first argument; see lua/gcra.lua)."""
+
+# The script's exactness bounds (see lua/gcra.lua): remainders below 2^52,
+# debts below 2^50 microseconds.
+_MAX_UNITS_PER_US = 2**52
+_MAX_CAPACITY_US = 2**50
+_MAX_REFUND_US = 2**51
+
+
+def resp(items: Sequence[bytes]) -> bytes:
+    """Bulk strings in the Redis wire protocol (RESP), to splice into a command.
+
+    >>> resp([b"a", b"10"])
+    b'$1\\r\\na\\r\\n$2\\r\\n10\\r\\n'
+    """
+    return b"".join([b"$%d\r\n%s\r\n" % (len(item), item) for item in items])
+
+
+def packed(conn: Any, command: Any) -> bytes:
+    r"""A command in the wire protocol: packed already (bytes) or packed now.
+
+    >>> packed(None, ["GET", "k"])
+    b'*2\r\n$3\r\nGET\r\n$1\r\nk\r\n'
+    """
+    if type(command) is bytes:
+        return command
+    if _pack_command is not None:
+        data: bytes = _pack_command(tuple(command))
+        return data
+    return b"".join(conn.pack_command(*command))
+
+
+class Plan:
+    """What the script needs to know about one limit, computed once.
+
+    >>> plan = Plan(Limit(10, 1.0))
+    >>> plan.w, plan.args(1)  # 0.1 s per token, a burst of 10 refills in 1 s
+    (1000, (b'1000', b'100000', b'0', b'1000000', b'0'))
+    """
+
+    __slots__ = ("cap_args", "capacity", "costs", "limit", "packed", "suffix", "w", "w_arg")
+
+    def __init__(self, limit: Limit) -> None:
+        w = 1000 * limit.units_per_ns  # GCRA units per microsecond
+        capacity = limit.capacity_units
+        cap_us, cap_frac = divmod(capacity, w)
+        if w > _MAX_UNITS_PER_US or cap_us > _MAX_CAPACITY_US:
+            raise ConfigurationError(
+                f"the Redis backend cannot decide {limit} exactly: its burst must refill "
+                f"within 2^50 us (~35 years) and tokens / gcd(tokens, period_ns) must be "
+                f"at most 2^52 / 1000"
+            )
+        self.limit = limit
+        self.suffix = b"}" + limit.identity.encode("utf-8", "surrogatepass")
+        self.w = w
+        self.capacity = capacity
+        self.w_arg = str(w).encode()
+        self.cap_args = (str(cap_us).encode(), str(cap_frac).encode())
+        self.costs: dict[int, tuple[bytes, ...]] = {}
+        self.packed: dict[int, bytes] = {}  # the same, in the wire protocol
+
+    def args(self, cost: int) -> tuple[bytes, ...]:
+        """The five script arguments for taking ``cost`` tokens."""
+        args = self.costs.get(cost)
+        if args is None:
+            # Beyond the capacity every cost is denied alike; clamping keeps
+            # the script's sums under 2^53 (the client knows the real cost).
+            amount = min(cost * self.limit.token_units, self.capacity + 1)
+            amount_us, amount_frac = divmod(amount, self.w)
+            args = (self.w_arg, str(amount_us).encode(), str(amount_frac).encode(), *self.cap_args)
+            if len(self.costs) < 64:
+                self.costs[cost] = args
+                self.packed[cost] = resp(args)
+        return args
+
+    def packed_args(self, cost: int) -> bytes:
+        """``args(cost)`` in the wire protocol."""
+        packed = self.packed.get(cost)
+        return packed if packed is not None else resp(self.args(cost))
+
+    def refund_args(self, tokens: int) -> tuple[bytes, ...]:
+        """The five script arguments for giving ``tokens`` back."""
+        amount = min(tokens * self.limit.token_units, _MAX_REFUND_US * self.w)
+        amount_us, amount_frac = divmod(amount, self.w)
+        return (self.w_arg, str(amount_us).encode(), str(amount_frac).encode(), *self.cap_args)
+
+
+class Plans:
+    """One store's plans by limit identity; a name used with two rates is refused.
+
+    >>> plans = Plans()
+    >>> plans.get(Limit(10, 1.0, name="api")).w
+    1000
+    >>> plans.get(Limit(20, 1.0, name="api"))
+    Traceback (most recent call last):
+    ...
+    bucketcore.errors.ConfigurationError: limit name 'api' is used with two different rates: ...
+    """
+
+    __slots__ = ("known",)
+
+    def __init__(self) -> None:
+        self.known: dict[str, Plan] = {}
+
+    def get(self, limit: Limit) -> Plan:
+        """The plan for ``limit``, made on first use (and kept, up to 4096)."""
+        plan = self.known.get(limit.identity)
+        if plan is None:
+            plan = Plan(limit)
+            if len(self.known) < 4096:
+                self.known[limit.identity] = plan
+        elif plan.limit is not limit and plan.limit != limit:
+            known = plan.limit
+            if (known.tokens, known.period_ns, known.burst) != (
+                limit.tokens,
+                limit.period_ns,
+                limit.burst,
+            ):
+                raise ConfigurationError(
+                    f"limit name {limit.name!r} is used with two different rates: "
+                    f"{known} and {limit}"
+                )
+        return plan
+
+
+def reload_missing(commands: list[Any], replies: list[Any]) -> list[int]:
+    """The indexes of the commands answered NOSCRIPT: send ``reload(...)`` for them.
+
+    NOSCRIPT (after a restart, a failover or ``SCRIPT FLUSH``) means the
+    script did not run, so nothing was charged: loading it and sending
+    those commands once more decides each exactly once. This and
+    ``reload``/``merge`` do no I/O, so the sync and async stores recover
+    alike, for one call or for runs, on a server or a cluster node.
+
+    >>> commands = [["EVALSHA", "x"], ["EVALSHA", "y"]]
+    >>> replies = [1, NoScriptError("NOSCRIPT")]
+    >>> missing = reload_missing(commands, replies)
+    >>> [command[:2] for command in reload(commands, missing)]
+    [['SCRIPT', 'LOAD'], ['EVALSHA', 'y']]
+    >>> merge(replies, missing, ["<sha>", 7])
+    [1, 7]
+    """
+    return [i for i, reply in enumerate(replies) if type(reply) is NoScriptError]
+
+
+def reload(commands: list[Any], missing: list[int]) -> list[Any]:
+    """SCRIPT LOAD, then the commands that found no script, in one write."""
+    return [["SCRIPT", "LOAD", SCRIPT]] + [commands[i] for i in missing]
+
+
+def merge(replies: list[Any], missing: list[int], again: list[Any]) -> list[Any]:
+    """``replies`` with the answers of ``reload``'s commands in their places."""
+    for i, reply in zip(missing, again[1:], strict=True):
+        replies[i] = reply
+    return replies
