@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from bucketcore.errors import ConfigurationError
+from bucketcore.errors import ConfigurationError, shown
 
 __all__ = ["Limit"]
 
@@ -92,12 +92,16 @@ def _period_ns(period: object) -> int:
         raise ConfigurationError(f"period must be at most a year, got {_short(period)} s")
     seconds = float(period)  # type: ignore[arg-type]
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(f"period must be a finite number of seconds > 0, got {period!r}")
+        raise ConfigurationError(
+            f"period must be a finite number of seconds > 0, got {shown(period)}"
+        )
     if seconds > MAX_PERIOD_S:
-        raise ConfigurationError(f"period must be at most a year ({MAX_PERIOD_S} s): {period!r}")
+        raise ConfigurationError(
+            f"period must be at most a year ({MAX_PERIOD_S} s): {shown(period)}"
+        )
     period_ns = round(seconds * _NS_PER_SECOND)
     if period_ns < 1:
-        raise ConfigurationError(f"period must be at least one nanosecond, got {period!r}")
+        raise ConfigurationError(f"period must be at least one nanosecond, got {shown(period)}")
     return period_ns
 
 
@@ -155,9 +159,11 @@ class Limit:
         name = self.name
         if name is not None:
             if type(name) is not str or not name:
-                raise ConfigurationError(f"name must be a non-empty str, got {name!r}")
+                raise ConfigurationError(f"name must be a non-empty str, got {shown(name)}")
             if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
-                raise ConfigurationError(f"name is longer than {_MAX_NAME_BYTES} bytes: {name!r}")
+                raise ConfigurationError(
+                    f"name is longer than {_MAX_NAME_BYTES} bytes: {shown(name)}"
+                )
         common = math.gcd(period_ns, tokens)
         token_units = period_ns // common
         if name is not None:
@@ -185,22 +191,22 @@ class Limit:
         True
         """
         if type(spec) is not str:
-            raise ConfigurationError(f"a limit spec must be a str, got {spec!r}")
+            raise ConfigurationError(f"a limit spec must be a str, got {shown(spec)}")
         match = _SPEC.fullmatch(spec)
         if match is None:
             raise ConfigurationError(
-                f"malformed limit {spec!r}: expected e.g. '10/second', '7/30s', "
+                f"malformed limit {shown(spec)}: expected e.g. '10/second', '7/30s', "
                 "'100 per hour' or '10/s burst 20'"
             )
         unit = _UNIT_SECONDS.get(match["unit"].lower())
         if unit is None:
-            raise ConfigurationError(f"unknown time unit {match['unit']!r} in limit {spec!r}")
+            raise ConfigurationError(f"unknown time unit {match['unit']!r} in limit {shown(spec)}")
         count = float(match["count"]) if match["count"] else 1.0
         burst = int(match["burst"]) if match["burst"] else None
         try:
             return cls(int(match["tokens"]), count * unit, burst=burst, name=name)
         except ConfigurationError as exc:
-            raise ConfigurationError(f"invalid limit {spec!r}: {exc}") from None
+            raise ConfigurationError(f"invalid limit {shown(spec)}: {exc}") from None
 
     @classmethod
     def parse_many(cls, specs: str) -> list[Limit]:
@@ -210,13 +216,13 @@ class Limit:
         [10, 1000]
         """
         if type(specs) is not str:
-            raise ConfigurationError(f"limit specs must be a str, got {specs!r}")
+            raise ConfigurationError(f"limit specs must be a str, got {shown(specs)}")
         parts = [part for part in re.split(r"[;,]", specs)]
         if not any(part.strip() for part in parts):
-            raise ConfigurationError(f"no limits in {specs!r}")
+            raise ConfigurationError(f"no limits in {shown(specs)}")
         for part in parts:
             if not part.strip():
-                raise ConfigurationError(f"empty limit in {specs!r}")
+                raise ConfigurationError(f"empty limit in {shown(specs)}")
         return [cls.parse(part) for part in parts]
 
     @property

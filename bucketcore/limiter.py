@@ -24,7 +24,7 @@ from typing import Any, NoReturn, cast
 
 from bucketcore._keys import Key, canonical_key, check_call, check_cost, check_key, check_limits
 from bucketcore.decision import Decision
-from bucketcore.errors import ConfigurationError, StoreClosed
+from bucketcore.errors import ConfigurationError, StoreClosed, shown
 from bucketcore.limit import Limit
 from bucketcore.store import (
     AsyncStore,
@@ -42,24 +42,47 @@ __all__ = ["AsyncLimiter", "Limiter"]
 LimitsArg = Limit | Sequence[Limit]
 
 
+_MAX_TIMEOUT_S = 31_536_000  # a year: no wait a limit can ask for is longer
+
+
 def _check_timeout(timeout: object) -> float:
+    """Seconds to wait at most: ``None`` or ``inf`` for no bound, else 0 to a year."""
     if timeout is None:
         return math.inf
     if type(timeout) not in (int, float):
-        raise ConfigurationError(f"timeout must be None or a number of seconds, got {timeout!r}")
-    seconds = float(timeout)  # type: ignore[arg-type]
-    if math.isnan(seconds) or seconds < 0:
-        raise ConfigurationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
-    return seconds
+        raise ConfigurationError(
+            f"timeout must be None or a number of seconds, got {shown(timeout)}"
+        )
+    if timeout == math.inf:
+        return math.inf
+    if not 0 <= timeout <= _MAX_TIMEOUT_S:  # type: ignore[operator]  # also refuses NaN
+        raise ConfigurationError(
+            f"timeout must be None or 0 to {_MAX_TIMEOUT_S} seconds, got {shown(timeout)}"
+        )
+    return float(timeout)  # type: ignore[arg-type]
 
 
-def _check_requests(requests: Iterable[tuple[Key, LimitsArg, int]]) -> list[Request]:
+def _check_requests(requests: object) -> list[Request]:
+    """``acquire_many``'s requests, each ``(key, limit or limits, cost)``, validated."""
+    try:
+        given_requests = list(requests)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigurationError(
+            f"requests must be an iterable of (key, limits, cost), got {shown(requests)}"
+        ) from None
     checked: list[Request] = []
-    for request in requests:
+    for request in given_requests:
         if not isinstance(request, tuple) or len(request) != 3:
-            raise ConfigurationError(f"each request is (key, limits, cost), got {request!r}")
+            raise ConfigurationError(f"each request is (key, limits, cost), got {shown(request)}")
         key, limits, cost = request
-        given = (limits,) if isinstance(limits, Limit) else tuple(limits)
+        if isinstance(limits, Limit):
+            given: tuple[object, ...] = (limits,)
+        elif isinstance(limits, (list, tuple)):
+            given = tuple(limits)
+        else:
+            raise ConfigurationError(
+                f"a request's limits are a Limit or a list of them: {shown(limits)}"
+            )
         checked.append((key, check_call(key, given, cost), cost))
     return checked
 
@@ -167,7 +190,7 @@ class Limiter:
                 raise ConfigurationError("pass clock and options to the store, not the Limiter")
             self._store = store
         else:
-            raise ConfigurationError(f"store must be a URL or a Store, got {store!r}")
+            raise ConfigurationError(f"store must be a URL or a Store, got {shown(store)}")
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._sleep = sleep if sleep is not None else time.sleep
         self._gate = _FifoGate()
@@ -343,7 +366,7 @@ class AsyncLimiter:
                 raise ConfigurationError("pass clock and options to the store, not the limiter")
             self._store = SyncStoreAsAsync(store)
         else:
-            raise ConfigurationError(f"store must be a URL or a Store, got {store!r}")
+            raise ConfigurationError(f"store must be a URL or a Store, got {shown(store)}")
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._sleep = sleep if sleep is not None else asyncio.sleep
         self._turns: dict[object, tuple[asyncio.Lock, list[int]]] = {}

@@ -63,3 +63,57 @@ def test_the_error_for_a_malformed_url_hides_its_password() -> None:
     with pytest.raises(ConfigurationError) as caught:
         split_url(f"redis://:{SECRET}@[::1/0")
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://[::1/0",
+        "redis://h/abc",  # a path that is not a db number
+        "redis://h/0/1",
+        "redis://h/-1",
+        "redis://h:0/0",
+        "redis://h/0\x00",
+        "redis://h/0?timeout=nan",
+        "redis://h/0?timeout=-1",
+        "redis://h/0?max_connections=%C2%B2",  # '²' is a digit to str.isdigit, not to int()
+        "redis://h/0?bogus=1",
+        "redis://h/0#frag",
+        "unix://",
+        "memory://x",
+        "memory:///x",
+        "memory://?x=1",
+        "rocksdb://",
+        "rocksdb:///tmp/x?durability=never",
+        "rocksdb:///tmp/x?lock_timeout=nan",
+        "lmdb://",
+        "lmdb:///tmp/x?map_size=-5",
+        "memcached://h",
+        "",
+        "://",
+    ],
+)
+def test_malformed_store_urls_are_configuration_errors(url: str) -> None:
+    from bucketcore import Limiter
+
+    with pytest.raises(ConfigurationError):
+        Limiter(url).close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "unix:///run/redis/redis.sock",
+        "unix:///run/redis/redis.sock?db=2",
+        "valkey://cache:6379/0",
+        "valkeys://cache:6379/0",
+        "redis://cache",
+        "redis://cache/",
+        "redis://cache/15",
+    ],
+)
+def test_these_store_urls_are_accepted(url: str) -> None:
+    # Opening connects lazily: a URL that parses makes a limiter at once.
+    from bucketcore import Limiter
+
+    Limiter(url).close()
