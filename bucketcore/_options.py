@@ -46,10 +46,10 @@ def seconds(
 
     >>> seconds("lock_timeout", "inf", allow_inf=True)
     inf
-    >>> seconds("t", "nan", maximum=60)
+    >>> seconds("t", "nan", maximum=9)
     Traceback (most recent call last):
     ...
-    bucketcore.errors.ConfigurationError: option t must be a number of seconds > 0, at most 60, got 'nan'
+    bucketcore.errors.ConfigurationError: option t must be ... > 0, at most 9, got 'nan'
     """
     number = math.nan
     if type(value) is str and len(value) <= 40:
