@@ -52,14 +52,16 @@ class Policy:
 
 BURST = 10**12
 # Every call allowed, and each visit leaves an hour of debt: buckets stay
-# resident (not full) between visits of their key.
-IN_USE = Policy(1, 3600.0, BURST)
-# IN_USE for Redis, whose script needs a burst that refills within 2^50 µs:
-# a minute of debt per call, and a burst no run gets near.
-SHARED_IN_USE = Policy(1, 60.0, 10**6)
-# Every call allowed; buckets refill within a nanosecond, so bucketcore
-# forgets them and recreates them (its memory bound at work).
-ALWAYS_FULL = Policy(10**9, 1.0, BURST)
+# resident (not full) between visits of their key. The burst is what an
+# hour's rate refills in a year, the longest horizon a Limit may have
+# (docs/design.md §3), far more than any run visits one key.
+IN_USE = Policy(1, 3600.0, 8760)
+# IN_USE for one hot key on Redis (far fewer calls a second than memory):
+# thirty seconds of debt per call, a burst no run gets near.
+SHARED_IN_USE = Policy(1, 30.0, 10**6)
+# Every call allowed; buckets refill within 100 ns, so bucketcore forgets
+# them and recreates them (its memory bound at work).
+ALWAYS_FULL = Policy(10**7, 1.0, BURST)
 # One token a day: after the first call, every call is denied.
 DENIED = Policy(1, 86400.0, 1)
 

@@ -458,10 +458,11 @@ class MemoryStore:
     @staticmethod
     def _check_same_limit(bucket: Bucket, limit: Limit) -> None:
         known: Limit = bucket[1]
-        if (known.tokens, known.period_ns, known.burst) != (
-            limit.tokens,
-            limit.period_ns,
-            limit.burst,
+        # One reduced rate and burst is one pool: 1/60s and 2/120s burst 1 agree.
+        if (known.units_per_ns, known.token_units, known.capacity_units) != (
+            limit.units_per_ns,
+            limit.token_units,
+            limit.capacity_units,
         ):
             raise ConfigurationError(
                 f"limit name {limit.name!r} is used with two different rates: {known} and {limit}"

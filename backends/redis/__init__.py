@@ -51,6 +51,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult
 
+from bucketcore._urls import redacted
 from bucketcore.errors import ConfigurationError
 from bucketcore.store import Clock
 
@@ -101,7 +102,7 @@ def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None
     except ERRORS as exc:
         raise map_error(exc) from exc
     except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {url.geturl()!r}: {exc}") from exc
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {exc}") from exc
     store = RedisStore(client, **settings.store_options())
     store._owned = True
     return store
@@ -125,7 +126,7 @@ def open_async_store(
         else:
             client = redis.asyncio.Redis.from_url(base, **kwargs)
     except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {url.geturl()!r}: {exc}") from exc
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {exc}") from exc
     store = AsyncRedisStore(client, **settings.store_options())
     store._owned = True
     return store

@@ -13,13 +13,15 @@ and ``ssl_check_hostname``.
 
 from __future__ import annotations
 
-import math
+import re
 from typing import Any
 from urllib.parse import SplitResult, urlunsplit
 
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from bucketcore._options import count, flag, seconds
+from bucketcore._urls import redacted
 from bucketcore.errors import ConfigurationError
 from bucketcore.store import Clock, split_options
 
@@ -30,32 +32,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _SSL_CERT_REQS = ("required", "optional", "none")
 _DEFAULT_PREFIX = "bucketcore:"
-
-
-def _flag(name: str, value: object) -> bool:
-    if type(value) is bool:
-        return value
-    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-        return value.lower() in _TRUE
-    raise ConfigurationError(f"option {name} must be true or false, got {value!r}")
-
-
-def _seconds(name: str, value: object) -> float:
-    try:
-        seconds = float(value) if type(value) in (int, float, str) else math.nan  # type: ignore[arg-type]
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(f"option {name} must be a number of seconds > 0, got {value!r}")
-    return seconds
-
-
-def _count(name: str, value: object, minimum: int) -> int:
-    if type(value) is str and value.isdigit():
-        value = int(value)
-    if type(value) is not int or value < minimum:
-        raise ConfigurationError(f"option {name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _prefix(value: object) -> bytes:
@@ -91,8 +67,10 @@ class Settings:
                 f"option on_error must be one of {_ON_ERROR}, got {on_error!r}"
             )
         self.on_error = str(on_error)
-        self.deny_cache = _flag("deny_cache", options.pop("deny_cache", True))
-        self.deny_cache_size = _count("deny_cache_size", options.pop("deny_cache_size", 10_000), 1)
+        self.deny_cache = flag("deny_cache", options.pop("deny_cache", True))
+        self.deny_cache_size = count(
+            "deny_cache_size", options.pop("deny_cache_size", 10_000), minimum=1
+        )
         self.rest = options
 
     def store_options(self) -> dict[str, object]:
@@ -126,20 +104,22 @@ def client_kwargs(scheme: str, options: dict[str, object]) -> dict[str, Any]:
     bucketcore.errors.ConfigurationError: a Redis Cluster has only database 0: drop option db
     """
     options = dict(options)
-    timeout = _seconds("timeout", options.pop("timeout", 1.0))
+    timeout = seconds("timeout", options.pop("timeout", 1.0))
     kwargs: dict[str, Any] = {
         "socket_timeout": timeout,
-        "socket_connect_timeout": _seconds(
+        "socket_connect_timeout": seconds(
             "connect_timeout", options.pop("connect_timeout", timeout)
         ),
     }
-    retries = _count("connect_retries", options.pop("connect_retries", 1), 0)
+    retries = count("connect_retries", options.pop("connect_retries", 1), minimum=0)
     if "max_connections" in options:
-        kwargs["max_connections"] = _count("max_connections", options.pop("max_connections"), 1)
+        kwargs["max_connections"] = count(
+            "max_connections", options.pop("max_connections"), minimum=1
+        )
     if "db" in options:
         if scheme.endswith("+cluster"):
             raise ConfigurationError("a Redis Cluster has only database 0: drop option db")
-        kwargs["db"] = _count("db", options.pop("db"), 0)
+        kwargs["db"] = count("db", options.pop("db"), minimum=0)
     tls = scheme.startswith("rediss")
     for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
         if name in options:
@@ -155,9 +135,7 @@ def client_kwargs(scheme: str, options: dict[str, object]) -> dict[str, Any]:
     if "ssl_check_hostname" in options:
         if not tls:
             raise ConfigurationError("option ssl_check_hostname is only for rediss://")
-        kwargs["ssl_check_hostname"] = _flag(
-            "ssl_check_hostname", options.pop("ssl_check_hostname")
-        )
+        kwargs["ssl_check_hostname"] = flag("ssl_check_hostname", options.pop("ssl_check_hostname"))
     if options:
         raise ConfigurationError(f"unknown option(s) for Redis: {', '.join(sorted(options))}")
     if not scheme.endswith("+cluster"):
@@ -167,12 +145,25 @@ def client_kwargs(scheme: str, options: dict[str, object]) -> dict[str, Any]:
     return kwargs
 
 
+# valkey:// and valkeys:// are Valkey's names for the same protocol.
+_ALIASES = {"valkey": "redis", "valkeys": "rediss"}
+_DB_PATH = re.compile(r"/?(?P<db>[0-9]{1,5})?/?")
+
+
 def _base_url(url: SplitResult) -> tuple[str, str]:
-    scheme = url.scheme.lower()
-    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster") and not url.hostname:
-        raise ConfigurationError(f"a Redis URL needs a host: {url.geturl()!r}")
-    if scheme == "unix" and not url.path:
-        raise ConfigurationError(f"a unix:// URL needs a socket path: {url.geturl()!r}")
+    """The scheme and the URL redis-py is given, after checking host, port and path."""
+    scheme = _ALIASES.get(url.scheme.lower(), url.scheme.lower())
+    shown = redacted(url)
+    if scheme == "unix":
+        if not url.path or url.hostname or url.port is not None:
+            raise ConfigurationError(f"a unix:// URL is unix:///path/to/redis.sock: {shown!r}")
+        return scheme, f"unix://{url.netloc}{url.path}"  # urlunsplit drops an empty '//'
+    if not url.hostname:
+        raise ConfigurationError(f"a Redis URL needs a host: {shown!r}")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigurationError(f"a Redis URL's port is 1 to 65535: {shown!r}")
+    if _DB_PATH.fullmatch(url.path) is None:
+        raise ConfigurationError(f"a Redis URL's path is a database number, as /0: {shown!r}")
     plain = scheme.removesuffix("+cluster")
     return scheme, urlunsplit((plain, url.netloc, url.path, "", ""))
 

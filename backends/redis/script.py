@@ -161,10 +161,11 @@ class Plans:
                 self.known[limit.identity] = plan
         elif plan.limit is not limit and plan.limit != limit:
             known = plan.limit
-            if (known.tokens, known.period_ns, known.burst) != (
-                limit.tokens,
-                limit.period_ns,
-                limit.burst,
+            # One reduced rate and burst is one pool: 1/60s and 2/120s burst 1 agree.
+            if (known.units_per_ns, known.token_units, known.capacity_units) != (
+                limit.units_per_ns,
+                limit.token_units,
+                limit.capacity_units,
             ):
                 raise ConfigurationError(
                     f"limit name {limit.name!r} is used with two different rates: "
