@@ -227,6 +227,40 @@ def make_pyrate(policy: Policy, redis_client: Any = None, clock: Any = None) -> 
     return lambda key: try_acquire(key, blocking=False)
 
 
+# A rate no run reaches in a one-second window: every call allowed, and the
+# SQLite log (one row per call, counted on each call) holds one second of calls.
+SQLITE_RATE_LIMIT = 10**9
+SQLITE_WINDOW_MS = 1000
+
+
+def make_pyrate_sqlite(db_path: str) -> Decide:
+    """pyrate-limiter 4.5: ``SQLiteBucket.init_from_file(..., use_file_lock=True)``.
+
+    The way its README shares one limit between processes on a host: one
+    SQLite file in WAL mode, each call under a ``filelock`` on ``db_path +
+    ".lock"``. Its ``Limiter(bucket)`` is one bucket for every name (a
+    sliding-window log); ``try_acquire(key)`` blocking, as non-blocking calls
+    pass ``acquire(False)`` to the file lock, which filelock 4 takes as a
+    timeout and refuses. Every call here is allowed, so nothing waits.
+    """
+    from pyrate_limiter import Limiter as PyrateLimiter
+    from pyrate_limiter import Rate, SQLiteBucket
+
+    bucket = SQLiteBucket.init_from_file(
+        [Rate(SQLITE_RATE_LIMIT, SQLITE_WINDOW_MS)], db_path=db_path, use_file_lock=True
+    )
+    limiter = PyrateLimiter(bucket)
+    try_acquire = limiter.try_acquire
+
+    def close() -> None:
+        closer = getattr(limiter, "close", None)
+        if callable(closer):
+            closer()
+        bucket.close()
+
+    return with_close(lambda key: try_acquire(key), close)
+
+
 # -- the memory line-up -------------------------------------------------------
 
 FLOOR_NAME = "floor: dict + lock + monotonic_ns"

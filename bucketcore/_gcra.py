@@ -28,6 +28,9 @@ speed or place, and the tests that hold each equal to it:
   (tests/test_fastpath.py: C and Python stores call by call, state by state).
   For rocksdb wal it also writes the record of backends/rocksdb/records.py
   (tests/test_fastpath.py: ``test_c_writes_the_record_records_encode_writes``).
+- ``LMDBStore._one`` (backends/lmdb/store.py): the one-limit step inlined
+  in one LMDB transaction (tests/test_lmdb_hot_path.py: call by call and
+  record by record against the store's general path).
 - ``backends/lua/gcra.lua``: the step inside Redis, on the server's clock
   (tests/test_redis.py: ``test_the_script_decides_exactly_like_the_reference``).
 
