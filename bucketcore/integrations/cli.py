@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from bucketcore import __version__
-from bucketcore.decision import Decision
 from bucketcore._urls import redacted
+from bucketcore.decision import Decision
 from bucketcore.errors import BucketError, ConfigurationError
 from bucketcore.limit import Limit
 from bucketcore.limiter import Limiter
