@@ -22,7 +22,7 @@ LIMITS = [
     Limit(3, 1.0),
     Limit(7, 30.0, burst=2),
     Limit(2, 3.0, burst=5),
-    Limit(10**9, 1.0),
+    Limit(10**7, 1.0),
     Limit(1, 86400.0, name="daily"),
 ]
 
