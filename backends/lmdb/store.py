@@ -27,6 +27,7 @@ import lmdb
 
 from bucketcore._gcra import Step, clamped, decision_from_steps, evaluate, refunded
 from bucketcore._keys import MAX_KEY_BYTES, Key, check_call
+from bucketcore._options import choice, flag, seconds
 from bucketcore.decision import Decision, from_nanoseconds, make_decision, seconds_at_least
 from bucketcore.errors import ConfigurationError, CorruptState, StoreClosed
 from bucketcore.limit import Limit
@@ -35,12 +36,9 @@ from bucketcore.store import CheckedCalls, Clock, Request, split_options
 from .env import DURABILITIES, open_shared, store_error
 from .options import (
     DEFAULT_MAP_SIZE,
-    bool_option,
     checked_path,
-    choice_option,
     map_size_option,
     path_from_url,
-    seconds_option,
 )
 from .records import (
     ANCHOR_KEY,
@@ -98,10 +96,10 @@ class LMDBStore:
         wall_clock: Callable[[], int] | None = None,
         boot: bytes | None = None,
     ) -> None:
-        durability = choice_option("durability", durability, DURABILITIES)
-        interval = seconds_option("flush_interval", flush_interval)
+        durability = choice("durability", durability, DURABILITIES)
+        interval = seconds("flush_interval", flush_interval)
         size = map_size_option(map_size)
-        self.path = checked_path(path, create=bool_option("create", create))
+        self.path = checked_path(path, create=flag("create", create))
         for name, given in (("clock", clock), ("wall_clock", wall_clock)):
             if given is not None and not callable(given):
                 raise ConfigurationError(f"{name} must be callable, got {given!r}")
