@@ -2,9 +2,13 @@
 
 Store options (``RedisStore`` takes these with your own client): ``prefix``
 (default ``bucketcore:``, no braces), ``on_error`` (``raise`` | ``allow`` |
-``deny``), ``deny_cache`` (default true), ``deny_cache_size`` (keys,
-default 10000). Client options (only when the store makes the client from
-a URL): ``timeout`` (seconds per command, default 1.0), ``connect_timeout``
+``deny`` | ``local``), ``deny_cache`` (default true), ``deny_cache_size``
+(keys, default 10000), ``breaker_cooldown`` (seconds before the circuit
+breaker's first probe, default 0.25; 0 turns the breaker off),
+``breaker_max_cooldown`` (default 5.0: failed probes double the wait up
+to it) and ``on_breaker`` (a callable, keyword only: ``breaker.BreakerHook``).
+Client options (only when the store makes the client from a URL):
+``timeout`` (seconds per command, default 1.0), ``connect_timeout``
 (default ``timeout``), ``connect_retries`` (default 1), ``max_connections``,
 ``db`` and, for ``rediss://``, ``ssl_ca_certs``, ``ssl_certfile``,
 ``ssl_keyfile``, ``ssl_cert_reqs`` (``required`` | ``optional`` | ``none``)
@@ -23,9 +27,11 @@ from redis.retry import Retry
 from bucketcore.errors import ConfigurationError
 from bucketcore.store import Clock, split_options
 
+from .breaker import BreakerHook
+
 __all__ = ["Settings", "client_kwargs", "read_url"]
 
-_ON_ERROR = ("raise", "allow", "deny")
+_ON_ERROR = ("raise", "allow", "deny", "local")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _SSL_CERT_REQS = ("required", "optional", "none")
@@ -40,13 +46,16 @@ def _flag(name: str, value: object) -> bool:
     raise ConfigurationError(f"option {name} must be true or false, got {value!r}")
 
 
-def _seconds(name: str, value: object) -> float:
+def _seconds(name: str, value: object, minimum: float = 0.0, *, zero: bool = False) -> float:
     try:
         seconds = float(value) if type(value) in (int, float, str) else math.nan  # type: ignore[arg-type]
     except ValueError:
         seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(f"option {name} must be a number of seconds > 0, got {value!r}")
+    if not math.isfinite(seconds) or seconds < minimum or (seconds == 0 and not zero):
+        least = f">= {minimum}" if zero else "> 0"
+        raise ConfigurationError(
+            f"option {name} must be a number of seconds {least}, got {value!r}"
+        )
     return seconds
 
 
@@ -78,9 +87,20 @@ class Settings:
     >>> settings = Settings({"prefix": "app:", "deny_cache": "off", "timeout": "2"})
     >>> settings.prefix, settings.on_error, settings.deny_cache, settings.rest
     (b'app:', 'raise', False, {'timeout': '2'})
+    >>> settings.breaker_cooldown, settings.breaker_max_cooldown
+    (0.25, 5.0)
     """
 
-    __slots__ = ("deny_cache", "deny_cache_size", "on_error", "prefix", "rest")
+    __slots__ = (
+        "breaker_cooldown",
+        "breaker_max_cooldown",
+        "deny_cache",
+        "deny_cache_size",
+        "on_breaker",
+        "on_error",
+        "prefix",
+        "rest",
+    )
 
     def __init__(self, options: dict[str, object]) -> None:
         options = dict(options)
@@ -93,6 +113,21 @@ class Settings:
         self.on_error = str(on_error)
         self.deny_cache = _flag("deny_cache", options.pop("deny_cache", True))
         self.deny_cache_size = _count("deny_cache_size", options.pop("deny_cache_size", 10_000), 1)
+        self.breaker_cooldown = _seconds(
+            "breaker_cooldown", options.pop("breaker_cooldown", 0.25), zero=True
+        )
+        self.breaker_max_cooldown = _seconds(
+            "breaker_max_cooldown",
+            options.pop("breaker_max_cooldown", max(5.0, self.breaker_cooldown)),
+            self.breaker_cooldown,
+            zero=True,
+        )
+        on_breaker = options.pop("on_breaker", None)
+        if on_breaker is not None and not callable(on_breaker):
+            raise ConfigurationError(
+                f"option on_breaker must be a callable (state, error), got {on_breaker!r}"
+            )
+        self.on_breaker: BreakerHook | None = on_breaker
         self.rest = options
 
     def store_options(self) -> dict[str, object]:
@@ -102,6 +137,9 @@ class Settings:
             "on_error": self.on_error,
             "deny_cache": self.deny_cache,
             "deny_cache_size": self.deny_cache_size,
+            "breaker_cooldown": self.breaker_cooldown,
+            "breaker_max_cooldown": self.breaker_max_cooldown,
+            "on_breaker": self.on_breaker,
         }
 
     def only_store_options(self, owner: str) -> Settings:
