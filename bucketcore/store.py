@@ -167,6 +167,8 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
     "unix": ("bucketcore.backends.redis", "redis"),
     "redis+cluster": ("bucketcore.backends.redis", "redis"),
     "rediss+cluster": ("bucketcore.backends.redis", "redis"),
+    "redis+sentinel": ("bucketcore.backends.redis", "redis"),
+    "rediss+sentinel": ("bucketcore.backends.redis", "redis"),
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 from redis.exceptions import ResponseError
 
 from bucketcore._keys import Key
@@ -28,6 +29,7 @@ from .options import Settings
 from .policy import breaker_for
 from .runs import Entry, Many, build_runs, spread
 from .script import merge, packed, reload, reload_missing
+from .sentinel import AsyncSwitchWatch
 
 __all__ = ["AsyncRedisStore"]
 
@@ -53,6 +55,12 @@ class AsyncRedisStore:
         self._closed = False
         self._owned = False
         self._ready = False
+        pool = getattr(client, "connection_pool", None)
+        self._watch = (
+            AsyncSwitchWatch(pool.sentinel_manager, pool.service_name)
+            if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool)
+            else None
+        )
         self._queue: list[tuple[Entry, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -84,6 +92,11 @@ class AsyncRedisStore:
         if self._closed:
             return
         self._closed = True
+        if self._watch is not None:
+            await self._watch.close()
+            if self._owned:  # the sentinels' clients are ours too
+                for sentinel in self.client.connection_pool.sentinel_manager.sentinels:
+                    await sentinel.aclose()
         if self._owned:
             await self.client.aclose()
 
@@ -141,6 +154,8 @@ class AsyncRedisStore:
 
     async def _past_breaker(self, sending: Awaitable[Any]) -> Any:
         """``await sending``, or ``StoreUnavailable`` at once while the breaker is open."""
+        if self._watch is not None and await self._watch.switched():
+            await self.client.connection_pool.disconnect()
         breaker = self.breaker
         ticket = breaker.admit() if breaker.is_open else CLOSED
         if ticket == REFUSED:
@@ -163,6 +178,9 @@ class AsyncRedisStore:
 
     async def _send_runs_past_breaker(self, commands: list[Any]) -> list[Any]:
         """``_send_runs``, or each run refused at once while the breaker is open."""
+        if self._watch is not None and await self._watch.switched():
+            # The sentinels named a new master: no call may go to the old one.
+            await self.client.connection_pool.disconnect()
         breaker = self.breaker
         ticket = breaker.admit() if breaker.is_open else CLOSED
         if ticket == REFUSED:

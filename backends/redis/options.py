@@ -29,7 +29,7 @@ from bucketcore.store import Clock, split_options
 
 from .breaker import BreakerHook
 
-__all__ = ["Settings", "client_kwargs", "read_url"]
+__all__ = ["Settings", "client_kwargs", "read_settings", "read_url"]
 
 _ON_ERROR = ("raise", "allow", "deny", "local")
 _TRUE = {"1", "true", "yes", "on"}
@@ -226,12 +226,22 @@ def read_url(
     >>> scheme, base, kwargs["socket_timeout"], settings.prefix
     ('redis+cluster', 'redis://h:7000', 2.0, b'app:')
     """
+    scheme, base = _base_url(url)
+    settings = read_settings(url, options, clock)
+    kwargs = client_kwargs(scheme, settings.rest)
+    settings.rest = {}
+    return scheme, base, kwargs, settings
+
+
+def read_settings(url: SplitResult, options: dict[str, object], clock: Clock | None) -> Settings:
+    """The store's settings from a URL's query and keywords (client options left in ``rest``).
+
+    >>> from urllib.parse import urlsplit
+    >>> read_settings(urlsplit("redis+sentinel://h/svc?on_error=local"), {}, None).on_error
+    'local'
+    """
     if clock is not None:
         raise ConfigurationError(
             "Redis decides with the server's clock (TIME): a clock cannot be given"
         )
-    scheme, base = _base_url(url)
-    settings = Settings(split_options(url, options))
-    kwargs = client_kwargs(scheme, settings.rest)
-    settings.rest = {}
-    return scheme, base, kwargs, settings
+    return Settings(split_options(url, options))

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+import redis.sentinel
 from redis.exceptions import ResponseError
 
 from bucketcore._keys import Key
@@ -30,6 +31,7 @@ from .options import Settings
 from .policy import breaker_for
 from .runs import Many
 from .script import merge, packed, reload, reload_missing
+from .sentinel import SwitchWatch
 
 __all__ = ["RedisStore"]
 
@@ -69,6 +71,12 @@ class RedisStore:
         self._idle: list[Any] = []
         if not cluster:
             self._release = weakref.finalize(self, _give_back, client.connection_pool, self._idle)
+        pool = getattr(client, "connection_pool", None)
+        self._watch = (
+            SwitchWatch(pool.sentinel_manager, pool.service_name)
+            if isinstance(pool, redis.sentinel.SentinelConnectionPool)
+            else None
+        )
         _STORES.add(self)
 
     # the Store contract
@@ -86,6 +94,8 @@ class RedisStore:
         many = Many(self.calls, requests)
         if not many.commands:
             return many.finish([])
+        if self._watch is not None and self._watch.switched():
+            self._forget_master()
         breaker = self.breaker
         ticket = breaker.admit() if breaker.is_open else CLOSED
         if ticket == REFUSED:
@@ -114,6 +124,11 @@ class RedisStore:
         self._closed = True
         if not self.calls.cluster:
             self._release()
+        if self._watch is not None:
+            self._watch.close()
+            if self._owned:  # the sentinels' clients are ours too
+                for sentinel in self.client.connection_pool.sentinel_manager.sentinels:
+                    sentinel.close()
         if self._owned:
             self.client.close()
 
@@ -130,6 +145,8 @@ class RedisStore:
 
     def _past_breaker(self, send: Callable[[Any], Any], what: Any) -> Any:
         """``send(what)``, or ``StoreUnavailable`` at once while the breaker is open."""
+        if self._watch is not None and self._watch.switched():
+            self._forget_master()
         breaker = self.breaker
         ticket = breaker.admit() if breaker.is_open else CLOSED
         if ticket == REFUSED:
@@ -147,6 +164,12 @@ class RedisStore:
             raise
         breaker.succeeded(ticket)
         return reply
+
+    def _forget_master(self) -> None:
+        """The sentinels named a new master: no call may go to the old one on a kept connection."""
+        pool = self.client.connection_pool
+        _give_back(pool, self._idle)
+        pool.disconnect()
 
     def _delete(self, keys: list[bytes]) -> None:
         try:
