@@ -73,6 +73,7 @@ class Breaker:
         "error",
         "is_open",
         "on_change",
+        "quiet",
         "what",
     )
 
@@ -81,7 +82,8 @@ class Breaker:
         cooldown: float,
         max_cooldown: float,
         *,
-        what: str = "on_error=raise",
+        what: str = "on_error=deny",
+        quiet: bool = False,
         on_change: BreakerHook | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
         random: Callable[[], float] = random.random,
@@ -91,6 +93,7 @@ class Breaker:
         self._clock, self._random = clock, random
         self._lock = threading.Lock()
         self.what = what
+        self.quiet = quiet  # under on_error=raise every caller sees the error itself
         self.on_change = on_change
         self.is_open = False  # read without the lock on every call: a plain bool
         self.error: StoreUnavailable | None = None  # the failure that opened it
@@ -127,7 +130,7 @@ class Breaker:
             self.is_open, self.error, self._opened = True, error, now
             self._wait_ns = self._cooldown_ns
             self._next_probe = now + self._stretched(self._wait_ns)
-        if self._cooldown_ns:
+        if not self.quiet and self._cooldown_ns:
             _LOG.warning(
                 "%s; calls are answered by %s at once, "
                 "and one probes Redis every %.3g s or so until it is back",
@@ -135,7 +138,7 @@ class Breaker:
                 self.what,
                 self._cooldown_ns / 1e9,
             )
-        else:
+        elif not self.quiet:
             _LOG.warning("%s; %s decides until it is back", error, self.what)
         self._tell("open", error)
 

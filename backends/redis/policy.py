@@ -191,5 +191,6 @@ def breaker_for(settings: Settings, policy: FailurePolicy) -> Breaker:
         settings.breaker_cooldown,
         settings.breaker_max_cooldown,
         what=f"on_error={settings.on_error}",
+        quiet=settings.on_error == "raise",
         on_change=changed,
     )

@@ -18,6 +18,7 @@ connection still talking to a master that was demoted meanwhile gets
 READONLY, which redis-py turns into a connection error: that call is
 ``StoreUnavailable``, never re-sent.
 
+>>> from urllib.parse import urlsplit
 >>> read_sentinel_url(urlsplit("redis+sentinel://:pw@a:26379,b/mymaster/2"))
 ([('a', 26379), ('b', 26379)], 'mymaster', 2, None, 'pw')
 """
@@ -48,6 +49,7 @@ def read_sentinel_url(
 
     Errors never repeat the password.
 
+    >>> from urllib.parse import urlsplit
     >>> read_sentinel_url(urlsplit("redis+sentinel://s1,s2:1/"))
     Traceback (most recent call last):
     ...
@@ -90,7 +92,7 @@ def sentinel_parts(
 
     ``settings.rest`` (the client options) is used up.
 
-    >>> from bucketcore.backends.redis.options import Settings
+    >>> from urllib.parse import urlsplit
     >>> settings = Settings({"sentinel_password": "s", "timeout": "0.5"})
     >>> _, service, to_sentinels, to_master = sentinel_parts(
     ...     urlsplit("redis+sentinel://u:p@h/svc/1"), settings)
