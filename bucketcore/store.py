@@ -170,6 +170,8 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
     "rediss+cluster": ("bucketcore.backends.redis", "redis"),
     "valkey": ("bucketcore.backends.redis", "redis"),
     "valkeys": ("bucketcore.backends.redis", "redis"),
+    "redis+sentinel": ("bucketcore.backends.redis", "redis"),
+    "rediss+sentinel": ("bucketcore.backends.redis", "redis"),
 }
 
 

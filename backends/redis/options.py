@@ -2,9 +2,13 @@
 
 Store options (``RedisStore`` takes these with your own client): ``prefix``
 (default ``bucketcore:``, no braces), ``on_error`` (``raise`` | ``allow`` |
-``deny``), ``deny_cache`` (default true), ``deny_cache_size`` (keys,
-default 10000). Client options (only when the store makes the client from
-a URL): ``timeout`` (seconds per command, default 1.0), ``connect_timeout``
+``deny`` | ``local``), ``deny_cache`` (default true), ``deny_cache_size``
+(keys, default 10000), ``breaker_cooldown`` (seconds before the circuit
+breaker's first probe, default 0.25; 0 turns the breaker off),
+``breaker_max_cooldown`` (default 5.0: failed probes double the wait up
+to it) and ``on_breaker`` (a callable, keyword only: ``breaker.BreakerHook``).
+Client options (only when the store makes the client from a URL):
+``timeout`` (seconds per command, default 1.0), ``connect_timeout``
 (default ``timeout``), ``connect_retries`` (default 1), ``max_connections``,
 ``db`` and, for ``rediss://``, ``ssl_ca_certs``, ``ssl_certfile``,
 ``ssl_keyfile``, ``ssl_cert_reqs`` (``required`` | ``optional`` | ``none``)
@@ -22,14 +26,14 @@ from redis.retry import Retry
 
 from bucketcore._options import count, flag, seconds
 from bucketcore._urls import redacted
-from bucketcore.errors import ConfigurationError
+from bucketcore.errors import ConfigurationError, shown
 from bucketcore.store import Clock, split_options
 
-__all__ = ["Settings", "client_kwargs", "read_url"]
+from .breaker import BreakerHook
 
-_ON_ERROR = ("raise", "allow", "deny")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+__all__ = ["Settings", "client_kwargs", "read_settings", "read_url"]
+
+_ON_ERROR = ("raise", "allow", "deny", "local")
 _SSL_CERT_REQS = ("required", "optional", "none")
 _DEFAULT_PREFIX = "bucketcore:"
 
@@ -54,9 +58,20 @@ class Settings:
     >>> settings = Settings({"prefix": "app:", "deny_cache": "off", "timeout": "2"})
     >>> settings.prefix, settings.on_error, settings.deny_cache, settings.rest
     (b'app:', 'raise', False, {'timeout': '2'})
+    >>> settings.breaker_cooldown, settings.breaker_max_cooldown
+    (0.25, 5.0)
     """
 
-    __slots__ = ("deny_cache", "deny_cache_size", "on_error", "prefix", "rest")
+    __slots__ = (
+        "breaker_cooldown",
+        "breaker_max_cooldown",
+        "deny_cache",
+        "deny_cache_size",
+        "on_breaker",
+        "on_error",
+        "prefix",
+        "rest",
+    )
 
     def __init__(self, options: dict[str, object]) -> None:
         options = dict(options)
@@ -71,6 +86,25 @@ class Settings:
         self.deny_cache_size = count(
             "deny_cache_size", options.pop("deny_cache_size", 10_000), minimum=1
         )
+        self.breaker_cooldown = seconds(
+            "breaker_cooldown", options.pop("breaker_cooldown", 0.25), allow_zero=True
+        )
+        self.breaker_max_cooldown = seconds(
+            "breaker_max_cooldown",
+            options.pop("breaker_max_cooldown", max(5.0, self.breaker_cooldown)),
+            allow_zero=True,
+        )
+        if self.breaker_max_cooldown < self.breaker_cooldown:
+            raise ConfigurationError(
+                "option breaker_max_cooldown must be >= breaker_cooldown "
+                f"({self.breaker_cooldown:g}), got {self.breaker_max_cooldown:g}"
+            )
+        on_breaker = options.pop("on_breaker", None)
+        if on_breaker is not None and not callable(on_breaker):
+            raise ConfigurationError(
+                f"option on_breaker must be a callable (state, error), got {shown(on_breaker)}"
+            )
+        self.on_breaker: BreakerHook | None = on_breaker
         self.rest = options
 
     def store_options(self) -> dict[str, object]:
@@ -80,6 +114,9 @@ class Settings:
             "on_error": self.on_error,
             "deny_cache": self.deny_cache,
             "deny_cache_size": self.deny_cache_size,
+            "breaker_cooldown": self.breaker_cooldown,
+            "breaker_max_cooldown": self.breaker_max_cooldown,
+            "on_breaker": self.on_breaker,
         }
 
     def only_store_options(self, owner: str) -> Settings:
@@ -179,12 +216,22 @@ def read_url(
     >>> scheme, base, kwargs["socket_timeout"], settings.prefix
     ('redis+cluster', 'redis://h:7000', 2.0, b'app:')
     """
+    scheme, base = _base_url(url)
+    settings = read_settings(url, options, clock)
+    kwargs = client_kwargs(scheme, settings.rest)
+    settings.rest = {}
+    return scheme, base, kwargs, settings
+
+
+def read_settings(url: SplitResult, options: dict[str, object], clock: Clock | None) -> Settings:
+    """The store's settings from a URL's query and keywords (client options left in ``rest``).
+
+    >>> from urllib.parse import urlsplit
+    >>> read_settings(urlsplit("redis+sentinel://h/svc?on_error=local"), {}, None).on_error
+    'local'
+    """
     if clock is not None:
         raise ConfigurationError(
             "Redis decides with the server's clock (TIME): a clock cannot be given"
         )
-    scheme, base = _base_url(url)
-    settings = Settings(split_options(url, options))
-    kwargs = client_kwargs(scheme, settings.rest)
-    settings.rest = {}
-    return scheme, base, kwargs, settings
+    return Settings(split_options(url, options))
