@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo tour test lint bench bench-quick stress clean
+.PHONY: demo tour test lint bench bench-quick stress docs docs-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,10 @@ $(VENV)/.bench: pyproject.toml setup.py bucketcore/_fastpath.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.dev
 
+# The README's next commands run the demo on rocksdb:// and redis:// and
+# under gunicorn: install those too.
 demo: | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[web]'
+	$(BIN)/python -m pip install --quiet -e '.[web,rocksdb,redis]' gunicorn
 	$(BIN)/python examples/web_app.py
 
 tour: | $(BIN)/python
@@ -35,6 +37,20 @@ lint: $(VENV)/.dev
 # peers: they live in the bench extra, never in what users install.
 test: $(VENV)/.bench lint
 	$(BIN)/python -m pytest
+
+# The documentation site, strict (a broken link or reference fails), into site/.
+$(VENV)/.docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
+# Opens the built site in headless Chromium (Debian's package) and saves
+# screenshots under site/_screens/.
+docs-check: docs $(VENV)/.dev
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(BIN)/python -m pytest -p no:cacheprovider -m docs_check tests/test_docs_render.py
 
 stress: $(VENV)/.dev
 	$(BIN)/python -m pytest -m slow
@@ -53,4 +69,4 @@ bench-quick: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.compare --quick
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks .bench-data
+	rm -rf $(VENV) site build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks .bench-data

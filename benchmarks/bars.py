@@ -55,6 +55,10 @@ REDIS_PY_EVALSHA = "redis-py evalsha() of the trivial script"
 REDIS_RAW_SCRIPT = "raw EVALSHA of bucketcore's own script (diagnostic)"
 REDIS_BATCH = "bucketcore redis acquire_many (batch)"
 REDIS_ASYNC = "bucketcore AsyncLimiter (tasks)"
+LMDB_WAL = "lmdb wal acquire"
+LMDB_WAL_TRY = "lmdb wal try_acquire"
+PYRATE_SQLITE = "pyrate-limiter SQLiteBucket (file lock)"
+MEMORY_PER_PROCESS = "memory:// acquire (per process, not shared)"
 
 
 def _memory_bars(group: str, where: str) -> list[Bar]:
@@ -102,6 +106,38 @@ def _memory_bars(group: str, where: str) -> list[Bar]:
         )
     )
     return bars
+
+
+def _lmdb_bars(group: str, where: str) -> list[Bar]:
+    return [
+        Bar(
+            11,
+            f"lmdb wal <= 25x memory:// per acquire ({where})",
+            group,
+            LMDB_WAL,
+            MEMORY_STORE,
+            "<=",
+            25.0,
+        ),
+        Bar(
+            11,
+            f"lmdb wal acquire >= 10x faster than one redis decision ({where})",
+            group,
+            REDIS_SINGLE,
+            LMDB_WAL,
+            ">=",
+            10.0,
+        ),
+        Bar(
+            11,
+            f"lmdb wal acquire >= 5x faster than pyrate-limiter's SQLite bucket ({where})",
+            group,
+            PYRATE_SQLITE,
+            LMDB_WAL,
+            ">=",
+            5.0,
+        ),
+    ]
 
 
 BARS: list[Bar] = [
@@ -178,6 +214,17 @@ BARS: list[Bar] = [
         REDIS_ASYNC,
         ">=",
         2.0,
+    ),
+    *_lmdb_bars("lmdb.hot", "one hot key"),
+    *_lmdb_bars("lmdb.many", "distinct keys"),
+    Bar(
+        11,
+        "4 processes on lmdb, 4 key sets: >= 5x the aggregate decisions/s of 4 on redis",
+        "processes.4",
+        REDIS_SINGLE,
+        LMDB_WAL,
+        ">=",
+        5.0,
     ),
 ]
 

@@ -18,7 +18,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 from bucketcore import Limit, Limiter
 
 # Never denies and never refills to full during a run: each call decides and writes.
-ALWAYS = Limit(1, 3600.0, burst=10**12)
+ALWAYS = Limit(1000, 1.0, burst=10**10)
 RECORD = b"\x01" + bytes(24)  # a record's size
 
 

@@ -13,13 +13,18 @@ Suites (``--only`` picks some, in the order given):
   fsync group commit against a naive loop, the GIL during an fsync;
 - redis: standalone and a 3-master cluster, next to PING, a raw EVALSHA and
   the peers (one decision, acquire_many, AsyncLimiter, denied with and
-  without the deny cache, processes);
-- backends: every backend on the same workloads.
+  without the deny cache), and the Redis footprint;
+- backends: every backend on the same workloads;
+- lmdb: one lmdb:// decision next to memory://, Redis and pyrate-limiter's
+  SQLite bucket;
+- processes: 1, 2, 4 and 8 processes at once on memory:// (per process),
+  lmdb://, Redis and pyrate-limiter's SQLite bucket.
 
 The Redis suites start our own redis-server (or valkey-server) and cluster on
 free loopback ports (``support/servers.py``; never 6379). A suite whose backend
 or server is missing is skipped with a note, and its bars (``bars.py``, the
-one list of them) are reported as not measured.
+one list of them) are reported as not measured; lmdb and processes then run
+without their Redis case.
 
 Writes ``benchmarks/results/<date>.json`` (``<date>-quick.json`` in quick
 mode), then ``docs/benchmarks.md`` (``docs/benchmarks-quick.md``) and its
@@ -48,14 +53,16 @@ from benchmarks import (
     suite_accuracy,
     suite_backends,
     suite_footprint,
+    suite_lmdb,
     suite_memory,
+    suite_processes,
     suite_redis,
     suite_rocksdb,
 )
 from benchmarks.harness import QUICK, SIZES, Group, Sizes, progress
 from support import servers
 
-SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis", "backends")
+SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis", "backends", "lmdb", "processes")
 PACKAGES = (
     "bucketcore",
     "token-bucket",
@@ -65,6 +72,8 @@ PACKAGES = (
     "redis",
     "hiredis",
     "rocksdict",
+    "lmdb",
+    "filelock",
 )
 
 
@@ -107,6 +116,14 @@ def measure(
     redis_version = "n/a"
     stack = contextlib.ExitStack()  # the servers, started once for the suites that need them
     running: servers.Servers | None = None
+
+    def redis_servers() -> servers.Servers:
+        nonlocal running, redis_version
+        if running is None:
+            running = stack.enter_context(_servers(data_root))
+            redis_version = running.version
+        return running
+
     with stack:
         for suite in only:
             progress(f"suite {suite}")
@@ -133,15 +150,25 @@ def measure(
                     notes.append(f"{suite} suite skipped: {why}")
                     progress(f"  skipped: {why}")
                     continue
-                if running is None:
-                    running = stack.enter_context(_servers(data_root))
-                    redis_version = running.version
                 if suite == "redis":
-                    redis_groups, redis_footprint = suite_redis.run(running, sizes)
-                    groups += redis_groups
-                    footprint += redis_footprint
+                    groups += suite_redis.run(redis_servers(), sizes)
+                    footprint += suite_footprint.redis_rows(
+                        f"redis://127.0.0.1:{redis_servers().standalone.port}", sizes
+                    )
                 else:
-                    groups += suite_backends.run(running, sizes, data_root)
+                    groups += suite_backends.run(redis_servers(), sizes, data_root)
+            elif suite in ("lmdb", "processes"):
+                why = suite_lmdb.available()
+                if why:
+                    notes.append(f"{suite} suite skipped: {why}")
+                    progress(f"  skipped: {why}")
+                    continue
+                without = suite_redis.available() or servers.missing()
+                if without:
+                    notes.append(f"{suite} suite ran without its Redis case: {without}")
+                shared = None if without else redis_servers()
+                module = suite_lmdb if suite == "lmdb" else suite_processes
+                groups += module.run(shared, sizes, data_root)
     group_docs = [group.as_json() for group in groups]
     seconds = time.monotonic() - started
     progress("done")

@@ -52,14 +52,16 @@ class Policy:
 
 BURST = 10**12
 # Every call allowed, and each visit leaves an hour of debt: buckets stay
-# resident (not full) between visits of their key.
-IN_USE = Policy(1, 3600.0, BURST)
-# IN_USE for Redis, whose script needs a burst that refills within 2^50 µs:
-# a minute of debt per call, and a burst no run gets near.
-SHARED_IN_USE = Policy(1, 60.0, 10**6)
-# Every call allowed; buckets refill within a nanosecond, so bucketcore
-# forgets them and recreates them (its memory bound at work).
-ALWAYS_FULL = Policy(10**9, 1.0, BURST)
+# resident (not full) between visits of their key. The burst is what an
+# hour's rate refills in a year, the longest horizon a Limit may have
+# (docs/design.md §3), far more than any run visits one key.
+IN_USE = Policy(1, 3600.0, 8760)
+# IN_USE for one hot key on Redis (far fewer calls a second than memory):
+# thirty seconds of debt per call, a burst no run gets near.
+SHARED_IN_USE = Policy(1, 30.0, 10**6)
+# Every call allowed; buckets refill within 100 ns, so bucketcore forgets
+# them and recreates them (its memory bound at work).
+ALWAYS_FULL = Policy(10**7, 1.0, BURST)
 # One token a day: after the first call, every call is denied.
 DENIED = Policy(1, 86400.0, 1)
 
@@ -223,6 +225,40 @@ def make_pyrate(policy: Policy, redis_client: Any = None, clock: Any = None) -> 
 
     try_acquire = PyrateLimiter(_pyrate_factory(policy, redis_client, clock)).try_acquire
     return lambda key: try_acquire(key, blocking=False)
+
+
+# A rate no run reaches in a one-second window: every call allowed, and the
+# SQLite log (one row per call, counted on each call) holds one second of calls.
+SQLITE_RATE_LIMIT = 10**9
+SQLITE_WINDOW_MS = 1000
+
+
+def make_pyrate_sqlite(db_path: str) -> Decide:
+    """pyrate-limiter 4.5: ``SQLiteBucket.init_from_file(..., use_file_lock=True)``.
+
+    The way its README shares one limit between processes on a host: one
+    SQLite file in WAL mode, each call under a ``filelock`` on ``db_path +
+    ".lock"``. Its ``Limiter(bucket)`` is one bucket for every name (a
+    sliding-window log); ``try_acquire(key)`` blocking, as non-blocking calls
+    pass ``acquire(False)`` to the file lock, which filelock 4 takes as a
+    timeout and refuses. Every call here is allowed, so nothing waits.
+    """
+    from pyrate_limiter import Limiter as PyrateLimiter
+    from pyrate_limiter import Rate, SQLiteBucket
+
+    bucket = SQLiteBucket.init_from_file(
+        [Rate(SQLITE_RATE_LIMIT, SQLITE_WINDOW_MS)], db_path=db_path, use_file_lock=True
+    )
+    limiter = PyrateLimiter(bucket)
+    try_acquire = limiter.try_acquire
+
+    def close() -> None:
+        closer = getattr(limiter, "close", None)
+        if callable(closer):
+            closer()
+        bucket.close()
+
+    return with_close(lambda key: try_acquire(key), close)
 
 
 # -- the memory line-up -------------------------------------------------------

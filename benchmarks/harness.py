@@ -47,6 +47,7 @@ class Sizes:
     store_calls: int  # decisions per round on RocksDB and Redis
     fsync_seconds: float  # each time-boxed slice of the fsync-bound cases
     processes: tuple[int, ...]
+    process_seconds: float  # each process's time-boxed run in the processes suite
     async_tasks: int
     batch: int  # acquire_many's batch size
     replay_seconds: float  # virtual seconds each accuracy pattern lasts
@@ -65,7 +66,8 @@ FULL = Sizes(
     footprint_keys=100_000,
     store_calls=3_000,
     fsync_seconds=1.0,
-    processes=(1, 2, 4),
+    processes=(1, 2, 4, 8),
+    process_seconds=1.0,
     async_tasks=50,
     batch=100,
     replay_seconds=60.0,
@@ -83,7 +85,8 @@ QUICK = Sizes(
     footprint_keys=5_000,
     store_calls=1_000,
     fsync_seconds=0.4,
-    processes=(1, 2, 4),
+    processes=(1, 2, 4, 8),
+    process_seconds=0.3,
     async_tasks=50,
     batch=100,
     replay_seconds=20.0,
@@ -103,7 +106,8 @@ SMOKE = Sizes(
     footprint_keys=200,
     store_calls=50,
     fsync_seconds=0.05,
-    processes=(1, 2),
+    processes=(1, 4),
+    process_seconds=0.05,
     async_tasks=5,
     batch=10,
     replay_seconds=2.0,

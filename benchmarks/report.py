@@ -12,11 +12,13 @@ import argparse
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks import bars as bar_specs
-from benchmarks.harness import BUCKETCORE, FLOOR, PEER
+from benchmarks import charts
+from benchmarks.harness import BUCKETCORE, PEER
 
 SUITE_TITLES = {
     "memory": "memory:// against its floor and the peers",
@@ -25,6 +27,8 @@ SUITE_TITLES = {
     "redis": "Redis: bucketcore against PING, a raw EVALSHA and the peers",
     "cluster": "Redis Cluster (3 masters)",
     "backends": "Every backend on the same workloads (acquire)",
+    "lmdb": "lmdb://: one decision against memory://, Redis and pyrate-limiter's SQLite bucket",
+    "processes": "Several processes on one host: aggregate decisions per second",
 }
 SUITE_ORDER = list(SUITE_TITLES)
 
@@ -48,6 +52,28 @@ SUITE_INTROS = {
         "  front of a list: with every call allowed, its cost per call grows with the run.",
         "",
     ],
+    "lmdb": [
+        "One process deciding. memory:// is per process (not shared); every other store",
+        "shares its limits with every process of the host (Redis: of every host). The floor",
+        "is a raw py-lmdb write transaction (get, put of a record's size, commit).",
+        "pyrate-limiter 4.5's `SQLiteBucket.init_from_file([rate], db_path=...,",
+        "use_file_lock=True)` with `Limiter(bucket)`, as its README shares a limit between",
+        "processes: a sliding-window log (one row per call, counted on each call) in one",
+        "SQLite file (WAL), each call under a `filelock` file lock; one bucket for every key.",
+        "The rate is 10^9 a second (every call allowed; the log holds one second of calls).",
+        "Its `try_acquire` runs blocking: non-blocking calls pass `acquire(False)` to",
+        "filelock 4, which takes it as a timeout and raises.",
+        "",
+    ],
+    "processes": [
+        "Each process is forked from the runner, decides on its own 100 keys for a fixed",
+        "time after a common barrier; a group's time is the wall time from the first",
+        "start to the last end over every process's decisions (the chart shows its",
+        "inverse: aggregate decisions per second). memory:// gives each process its own",
+        "buckets (4 processes, 4x the limit): it is the ceiling, not a shared limit.",
+        "The machine's CPU count (above) caps what more processes can add.",
+        "",
+    ],
     "rocksdb": [
         "Stores live on the real disk (not a tmpfs), under `.bench-data/`. The naive loop",
         "is one thread calling rocksdict `put` with `sync=True` per decision; fsync-bound",
@@ -57,14 +83,7 @@ SUITE_INTROS = {
 }
 
 
-def _ns(value: float) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    if value >= 100_000:
-        return f"{value / 1000:,.0f} µs"
-    if value >= 10_000:
-        return f"{value / 1000:,.1f} µs"
-    return f"{value:,.0f} ns"
+_ns = charts.ns_text
 
 
 def _ratio(value: float | None) -> str:
@@ -81,118 +100,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _rows_by_case(group: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["case"]: row for row in group["rows"]}
-
-
-# -- charts -------------------------------------------------------------------
-
-_COLOURS = {FLOOR: "#9e9e9e", BUCKETCORE: "#1f77b4", PEER: "#ff7f0e"}
-
-
-def _bar_chart(groups: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    heights = [max(1.2, 0.32 * len(group["rows"]) + 0.6) for group in groups]
-    figure, axes = plt.subplots(
-        len(groups), 1, figsize=(9, sum(heights)), gridspec_kw={"height_ratios": heights}
-    )
-    axes = [axes] if len(groups) == 1 else list(axes)
-    for axis, group in zip(axes, groups, strict=True):
-        rows = group["rows"]
-        names = [row["case"] for row in rows]
-        values = [row["ns"] for row in rows]
-        axis.barh(names, values, color=[_COLOURS.get(row["role"], "#777") for row in rows])
-        axis.invert_yaxis()
-        axis.set_xscale("log")
-        axis.set_title(group["title"], fontsize=9, loc="left")
-        axis.tick_params(labelsize=7)
-        for y, value in enumerate(values):
-            axis.text(value, y, f" {_ns(value)}", va="center", fontsize=6)
-    axes[-1].set_xlabel(f"{groups[0]['unit']} (log scale; lower is better)", fontsize=8)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _line_chart(groups: list[dict[str, Any]], path: Path, title: str, xlabel: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for group in groups:
-        for row in group["rows"]:
-            series[row["case"]].append((group["x"], row["ns"]))
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    for name, points in series.items():
-        points.sort()
-        axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
-    xs = sorted({group["x"] for group in groups})
-    if len(xs) > 1 and xs[-1] / max(xs[0], 1) >= 100:
-        axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xticks(xs)
-    axis.set_xticklabels([f"{x:,.0f}" for x in xs])
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel(f"{groups[0]['unit']} (log; lower is better)")
-    axis.set_title(title, fontsize=10)
-    axis.legend(fontsize=7)
-    axis.grid(True, alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _accuracy_chart(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    patterns = list(dict.fromkeys(row["pattern"] for row in rows))
-    libraries = list(dict.fromkeys(row["library"] for row in rows))
-    table = {(row["pattern"], row["library"]): row for row in rows}
-    figure, axis = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / max(1, len(libraries))
-    for index, library in enumerate(libraries):
-        values = []
-        for pattern in patterns:
-            row = table.get((pattern, library))
-            values.append(100.0 * row["excess"] / row["exact"] if row and row["exact"] else 0.0)
-        axis.bar([p + index * width for p in range(len(patterns))], values, width, label=library)
-    axis.axhline(0, color="black", linewidth=0.8)
-    axis.set_xticks([p + width * (len(libraries) - 1) / 2 for p in range(len(patterns))])
-    axis.set_xticklabels(patterns, fontsize=8)
-    axis.set_ylabel("granted vs exact token bucket (%)")
-    axis.set_title("Accuracy: above 0 lets forbidden traffic through, below 0 over-throttles")
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _footprint_chart(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))
-    names = [f"{row['case']} ({row['store']})" for row in rows]
-    values = [row["bytes_per_bucket"] for row in rows]
-    axis.barh(names, values, color=[_COLOURS.get(row["role"], "#777") for row in rows])
-    axis.invert_yaxis()
-    for y, value in enumerate(values):
-        axis.text(value, y, f" {value:,.0f} B", va="center", fontsize=7)
-    axis.set_xlabel("bytes per resident bucket (lower is better)")
-    axis.tick_params(labelsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 # -- the markdown ---------------------------------------------------------------
@@ -293,6 +200,7 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"`acquire_many` gives {_ratio(batch)} and AsyncLimiter {_ratio(tasks)} the "
             "single-call throughput."
         )
+    lines += _lmdb_headline(ratio)
     accuracy = results.get("accuracy", [])
     ours = [row for row in accuracy if row["library"] == "bucketcore"]
     if ours:
@@ -306,6 +214,24 @@ def headline(results: dict[str, Any]) -> list[str]:
             f"{', '.join(over) or 'none'}; more than one token fewer: {', '.join(under) or 'none'}."
         )
     return lines
+
+
+def _lmdb_headline(ratio: Callable[[str, str, str], float | None]) -> list[str]:
+    """The lmdb:// sentence: one decision and four processes, when measured."""
+    memory = ratio("lmdb.hot", bar_specs.LMDB_WAL, bar_specs.MEMORY_STORE)
+    redis = ratio("lmdb.hot", bar_specs.REDIS_SINGLE, bar_specs.LMDB_WAL)
+    sqlite = ratio("lmdb.hot", bar_specs.PYRATE_SQLITE, bar_specs.LMDB_WAL)
+    four = ratio("processes.4", bar_specs.REDIS_SINGLE, bar_specs.LMDB_WAL)
+    if memory is None:
+        return []
+    line = f"- lmdb:// `acquire`, one hot key: {_ratio(memory)} memory://"
+    if redis is not None:
+        line += f", {_ratio(redis)} faster than one Redis decision"
+    if sqlite is not None:
+        line += f", {_ratio(sqlite)} faster than pyrate-limiter's SQLite bucket"
+    if four is not None:
+        line += f"; 4 processes: {_ratio(four)} the aggregate decisions/s of 4 on Redis"
+    return [line + "."]
 
 
 def _findings(groups: list[dict[str, Any]]) -> list[str]:
@@ -451,7 +377,7 @@ def write(results: dict[str, Any], report: Path) -> list[Path]:
         lines_groups = [g for g in suite_groups if g.get("x") is not None]
         if plain:
             name = f"{suite}.png"
-            _bar_chart(plain, charts_dir / name, SUITE_TITLES.get(suite, suite))
+            charts.bar_chart(plain, charts_dir / name, SUITE_TITLES.get(suite, suite))
             lines += [chart(name), ""]
         series: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for group in lines_groups:
@@ -461,7 +387,15 @@ def write(results: dict[str, Any], report: Path) -> list[Path]:
             xlabel = series_id.split(".")[-1]
             if xlabel == "resident":
                 xlabel = "resident buckets"
-            _line_chart(members, charts_dir / name, f"{series_id}: {xlabel}", xlabel)
+            if series_id == "processes":
+                xlabel = "processes deciding at once"
+            charts.line_chart(
+                members,
+                charts_dir / name,
+                f"{series_id}: {xlabel}",
+                xlabel,
+                per_second=series_id == "processes",
+            )
             lines += [chart(name), ""]
         if suite == "memory":
             lines += _peer_matrix(plain)
@@ -471,11 +405,11 @@ def write(results: dict[str, Any], report: Path) -> list[Path]:
 
     accuracy = results.get("accuracy", [])
     if accuracy:
-        _accuracy_chart(accuracy, charts_dir / "accuracy.png")
+        charts.accuracy_chart(accuracy, charts_dir / "accuracy.png")
         lines += [*_accuracy_section(accuracy), chart("accuracy.png"), ""]
     footprint = results.get("footprint", [])
     if footprint:
-        _footprint_chart(footprint, charts_dir / "footprint.png")
+        charts.footprint_chart(footprint, charts_dir / "footprint.png")
         lines += [*_footprint_section(footprint), chart("footprint.png"), ""]
 
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,10 @@
 
 Each library gets ``N`` distinct keys (already allocated, so the key strings
 themselves are not counted, only what the library keeps per key), one
-allowed call each, with buckets that stay in use. The RocksDB (on disk,
-after compaction) and Redis (``MEMORY USAGE``) rows come from their suites.
+allowed call each, with buckets that stay in use. The Redis rows
+(``redis_rows``: ``MEMORY USAGE`` summed over each library's keys) run with
+the redis suite, and the RocksDB rows (on disk, after compaction) come
+from its suite.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import tracemalloc
 from typing import Any
 
 from benchmarks import contenders
-from benchmarks.contenders import IN_USE
-from benchmarks.harness import Sizes, progress
+from benchmarks.contenders import IN_USE, SHARED_IN_USE
+from benchmarks.harness import BUCKETCORE, PEER, Decide, Sizes, progress
+from benchmarks.suite_redis import prefixed
+from bucketcore import Limiter
 
 SUITE = "footprint"
 
@@ -65,3 +69,77 @@ def run(sizes: Sizes) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# -- Redis: MEMORY USAGE ------------------------------------------------------------
+
+
+def _usage(client: Any) -> int:
+    total = 0
+    keys = list(client.scan_iter(count=1000))
+    for start in range(0, len(keys), 1000):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[start : start + 1000]:
+            pipe.memory_usage(key, samples=0)
+        total += sum(size or 0 for size in pipe.execute())
+    return total
+
+
+def redis_rows(base: str, sizes: Sizes) -> list[dict[str, Any]]:
+    """``MEMORY USAGE`` summed over each library's keys, per bucket (own database each)."""
+    import redis
+
+    count = min(sizes.footprint_keys, 10_000)  # peers decide one call at a time
+    progress(f"  redis: footprint of {count:,} buckets per library (MEMORY USAGE)")
+    keys = [f"user-{i}" for i in range(count)]
+    makers: dict[str, tuple[str, Any]] = {
+        "bucketcore redis://": (BUCKETCORE, None),
+        f"{contenders.THROTTLED} (Redis)": (PEER, "throttled"),
+        f"{contenders.PYRATE} (Redis)": (PEER, "pyrate"),
+        f"{contenders.LIMITS_FIXED} (Redis)": (PEER, "fixed"),
+        f"{contenders.LIMITS_MOVING} (Redis)": (PEER, "moving"),
+        f"{contenders.LIMITS_SLIDING} (Redis)": (PEER, "sliding"),
+    }
+    rows = []
+    for db, (name, (role, which)) in enumerate(makers.items(), start=1):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        client.flushdb()
+        try:
+            if which is None:
+                limiter = Limiter(prefixed(f"{base}/{db}"))
+                limit = SHARED_IN_USE.limit()
+                for start in range(0, count, 100):
+                    limiter.acquire_many([(key, limit, 1) for key in keys[start : start + 100]])
+                limiter.close()
+            else:
+                decide = _peer_on_db(which, f"{base}/{db}")
+                for key in keys:
+                    decide(key)
+            rows.append(
+                {
+                    "store": "redis",
+                    "case": name,
+                    "role": role,
+                    "keys": count,
+                    "bytes_per_bucket": _usage(client) / count,
+                    "method": "MEMORY USAGE summed over the keys",
+                }
+            )
+        except Exception as exc:
+            progress(f"    {name}: failed ({type(exc).__name__}: {exc})")
+        finally:
+            client.flushdb()
+            client.close()
+    return rows
+
+
+def _peer_on_db(which: str, url: str) -> Decide:
+    if which == "throttled":
+        from throttled import store
+
+        return contenders.make_throttled(SHARED_IN_USE, store.RedisStore(server=url))
+    if which == "pyrate":
+        import redis
+
+        return contenders.make_pyrate(SHARED_IN_USE, redis_client=redis.Redis.from_url(url))
+    return contenders.make_limits(SHARED_IN_USE, which, url, "fp")

@@ -8,17 +8,16 @@ redis-py ``evalsha()`` of the same script is shown next to it.
 
 Workloads: one hot key, allowed; distinct keys round-robin; one hot key,
 denied (with and without the deny cache); ``acquire_many`` in batches;
-``AsyncLimiter`` with concurrent tasks; 1, 2 and 4 processes; and the same
-on a 3-master cluster. Peers on Redis: ``limits`` (fixed, moving and sliding
-windows), ``throttled-py`` (token bucket) and ``pyrate-limiter`` (token
-bucket state in Redis). ``token-bucket`` (falconry) has no Redis storage.
+``AsyncLimiter`` with concurrent tasks; and the same on a 3-master cluster
+(several processes: ``suite_processes``; the footprint: ``suite_footprint``).
+Peers on Redis: ``limits`` (fixed, moving and sliding windows),
+``throttled-py`` (token bucket) and ``pyrate-limiter`` (token bucket state
+in Redis). ``token-bucket`` (falconry) has no Redis storage.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import queue
 import random
 import time
 import uuid
@@ -322,8 +321,8 @@ def _measure(
     return group
 
 
-def run(servers: Servers, sizes: Sizes) -> tuple[list[Group], list[dict[str, Any]]]:
-    """The Redis and cluster groups, and the Redis footprint rows."""
+def run(servers: Servers, sizes: Sizes) -> list[Group]:
+    """The Redis and cluster groups."""
     base = f"redis://127.0.0.1:{servers.standalone.port}"
     hot = ["hot"] * sizes.store_calls
     distinct = [f"user-{i}" for i in range(sizes.store_calls)]
@@ -356,7 +355,6 @@ def run(servers: Servers, sizes: Sizes) -> tuple[list[Group], list[dict[str, Any
         ),
         denied(base, sizes, hot),
     ]
-    groups += processes(base, sizes)
     groups += resident(base, sizes)
     if servers.cluster is not None:
         url = servers.cluster.url
@@ -382,7 +380,7 @@ def run(servers: Servers, sizes: Sizes) -> tuple[list[Group], list[dict[str, Any
                 batch_note,
             ),
         ]
-    return groups, footprint(base, sizes)
+    return groups
 
 
 def _filled(make: Any, keys: list[Key], policy: Policy, batch: int) -> Any:
@@ -475,155 +473,6 @@ def denied(base: str, sizes: Sizes, hot: list[Key]) -> Group:
         fresh=base,
         expect_allowed=False,
     )
-
-
-# -- processes ------------------------------------------------------------------------
-
-
-def _child(kind: str, url: str, calls: int, index: int, barrier: Any, results: Any) -> None:
-    if kind == "evalsha":
-        decide = make_raw(url.split("?", 1)[0], "EVALSHA")
-    else:
-        decide = contenders.make_bucketcore(IN_USE, url, full=True)
-    keys = [f"p{index}-{i % 100}" for i in range(calls)]
-    decide(keys[0])
-    barrier.wait()
-    started = time.monotonic_ns()
-    for key in keys:
-        decide(key)
-    results.put((started, time.monotonic_ns()))
-    decide.close()  # type: ignore[attr-defined]
-
-
-def _run_processes(kind: str, url: str, count: int, calls: int) -> float:
-    context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(count)
-    results = context.Queue()
-    children = [
-        context.Process(target=_child, args=(kind, url, calls, i, barrier, results))
-        for i in range(count)
-    ]
-    for child in children:
-        child.start()
-    spans: list[tuple[int, int]] = []
-    deadline = time.monotonic() + 300
-    while len(spans) < count:
-        try:
-            spans.append(results.get(timeout=1.0))
-        except queue.Empty:
-            failed = [child.exitcode for child in children if child.exitcode not in (None, 0)]
-            if failed or time.monotonic() > deadline:
-                for child in children:
-                    child.kill()
-                raise RuntimeError(f"a {kind} process failed (exit codes {failed})") from None
-    for child in children:
-        child.join(timeout=60)
-    wall = max(end for _, end in spans) - min(start for start, _ in spans)
-    return wall / (count * calls)
-
-
-def processes(base: str, sizes: Sizes) -> list[Group]:
-    """1, 2 and 4 processes deciding at once: wall time per decision, all processes."""
-    groups = []
-    rounds = max(1, min(sizes.rounds, 3))
-    for count in sizes.processes:
-        title = f"{count} process{'es' if count > 1 else ''}, distinct keys, allowed"
-        progress(f"  redis: {title}")
-        url = prefixed(f"{base}/0")
-        kinds = {
-            bars.REDIS_EVALSHA: ("evalsha", FLOOR),
-            bars.REDIS_SINGLE: ("bucketcore", BUCKETCORE),
-        }
-        best = {name: float("inf") for name in kinds}
-        for _ in range(rounds):
-            for name, (kind, _role) in kinds.items():
-                best[name] = min(best[name], _run_processes(kind, url, count, sizes.store_calls))
-        group = Group(
-            f"redis.processes.{count}",
-            title,
-            "redis",
-            bars.REDIS_EVALSHA,
-            x=float(count),
-            note="wall time / decisions of all processes; the machine has 2 cores",
-        )
-        for name, (_kind, role) in kinds.items():
-            group.add(name, role, best[name])
-        groups.append(group)
-    return groups
-
-
-# -- footprint -------------------------------------------------------------------------
-
-
-def _usage(client: Any) -> int:
-    total = 0
-    keys = list(client.scan_iter(count=1000))
-    for start in range(0, len(keys), 1000):
-        pipe = client.pipeline(transaction=False)
-        for key in keys[start : start + 1000]:
-            pipe.memory_usage(key, samples=0)
-        total += sum(size or 0 for size in pipe.execute())
-    return total
-
-
-def footprint(base: str, sizes: Sizes) -> list[dict[str, Any]]:
-    """``MEMORY USAGE`` summed over each library's keys, per bucket (own database each)."""
-    import redis
-
-    count = min(sizes.footprint_keys, 10_000)  # peers decide one call at a time
-    progress(f"  redis: footprint of {count:,} buckets per library (MEMORY USAGE)")
-    keys = [f"user-{i}" for i in range(count)]
-    makers: dict[str, tuple[str, Any]] = {
-        "bucketcore redis://": (BUCKETCORE, None),
-        f"{contenders.THROTTLED} (Redis)": (PEER, "throttled"),
-        f"{contenders.PYRATE} (Redis)": (PEER, "pyrate"),
-        f"{contenders.LIMITS_FIXED} (Redis)": (PEER, "fixed"),
-        f"{contenders.LIMITS_MOVING} (Redis)": (PEER, "moving"),
-        f"{contenders.LIMITS_SLIDING} (Redis)": (PEER, "sliding"),
-    }
-    rows = []
-    for db, (name, (role, which)) in enumerate(makers.items(), start=1):
-        client = redis.Redis.from_url(f"{base}/{db}")
-        client.flushdb()
-        try:
-            if which is None:
-                limiter = Limiter(prefixed(f"{base}/{db}"))
-                limit = IN_USE.limit()
-                for start in range(0, count, 100):
-                    limiter.acquire_many([(key, limit, 1) for key in keys[start : start + 100]])
-                limiter.close()
-            else:
-                decide = _peer_on_db(which, f"{base}/{db}")
-                for key in keys:
-                    decide(key)
-            rows.append(
-                {
-                    "store": "redis",
-                    "case": name,
-                    "role": role,
-                    "keys": count,
-                    "bytes_per_bucket": _usage(client) / count,
-                    "method": "MEMORY USAGE summed over the keys",
-                }
-            )
-        except Exception as exc:
-            progress(f"    {name}: failed ({type(exc).__name__}: {exc})")
-        finally:
-            client.flushdb()
-            client.close()
-    return rows
-
-
-def _peer_on_db(which: str, url: str) -> Decide:
-    if which == "throttled":
-        from throttled import store
-
-        return contenders.make_throttled(IN_USE, store.RedisStore(server=url))
-    if which == "pyrate":
-        import redis
-
-        return contenders.make_pyrate(IN_USE, redis_client=redis.Redis.from_url(url))
-    return contenders.make_limits(IN_USE, which, url, "fp")
 
 
 def available() -> str | None:

@@ -39,6 +39,9 @@ speed or place, and the tests that hold each equal to it:
   object, another rate, or ``Held``) in ``_adopt``, which calls ``converted``
   and ``clamped`` here; the inlined and C paths only take buckets already
   under the call's very limit (tests/test_limit_changes.py).
+- ``LMDBStore._one`` (backends/lmdb/store.py): the one-limit step inlined
+  in one LMDB transaction (tests/test_lmdb_hot_path.py: call by call and
+  record by record against the store's general path).
 - ``backends/lua/gcra.lua``: the step inside Redis, on the server's clock
   (tests/test_redis.py: ``test_the_script_decides_exactly_like_the_reference``),
   with ``clamped``'s hold and ``drained`` in microseconds (tests/test_redis.py:

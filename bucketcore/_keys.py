@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from bucketcore.errors import ConfigurationError
+from bucketcore.errors import ConfigurationError, shown
 from bucketcore.limit import Limit
 
 __all__ = [
@@ -60,7 +60,7 @@ def key_bytes(key: Key) -> bytes:
         try:
             data = key.encode("utf-8")  # type: ignore[union-attr]
         except UnicodeEncodeError as exc:
-            raise ConfigurationError(f"key is not valid Unicode: {key!r}") from exc
+            raise ConfigurationError(f"key is not valid Unicode: {shown(key)}") from exc
     if len(data) > MAX_KEY_BYTES:
         raise ConfigurationError(f"key is {len(data)} bytes, more than {MAX_KEY_BYTES}")
     return data
@@ -90,9 +90,9 @@ def check_cost(cost: object, what: str = "cost") -> int:
     3
     """
     if type(cost) is not int:
-        raise ConfigurationError(f"{what} must be an int, got {cost!r}")
+        raise ConfigurationError(f"{what} must be an int, got {shown(cost)}")
     if cost < 1:
-        raise ConfigurationError(f"{what} must be >= 1, got {cost!r}")
+        raise ConfigurationError(f"{what} must be >= 1, got {shown(cost)}")
     return cost
 
 
@@ -106,7 +106,7 @@ def check_limits(limits: tuple[object, ...]) -> tuple[Limit, ...]:
         raise ConfigurationError("give at least one Limit")
     for limit in limits:
         if type(limit) is not Limit:
-            raise ConfigurationError(f"limits must be Limit objects, got {limit!r}")
+            raise ConfigurationError(f"limits must be Limit objects, got {shown(limit)}")
     checked = cast(tuple[Limit, ...], limits)
     if len(checked) > 1 and len({limit.identity for limit in checked}) != len(checked):
         raise ConfigurationError(f"the same limit is given twice: {[str(x) for x in checked]}")

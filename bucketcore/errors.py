@@ -29,6 +29,7 @@ __all__ = [
     "StoreError",
     "StoreLocked",
     "StoreUnavailable",
+    "shown",
 ]
 
 
@@ -58,6 +59,27 @@ class CorruptState(StoreError):
 
 class StoreClosed(StoreError):
     """The limiter (or its store) was used after ``close()``."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message: bounded, and never raising itself.
+
+    A 5000-digit int has no repr (Python refuses to convert it), and a user's
+    object may have a broken ``__repr__``: a message about bad input must not
+    fail on that input.
+
+    >>> shown(10**5000)
+    'an int of about 5001 digits'
+    >>> len(shown("x" * 100))
+    80
+    """
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"an int of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _seconds(value: float) -> str:

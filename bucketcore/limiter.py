@@ -26,7 +26,7 @@ from typing import Any, NoReturn, cast
 from bucketcore._gcra import MAX_DRAIN_NS
 from bucketcore._keys import Key, canonical_key, check_call, check_cost, check_key, check_limits
 from bucketcore.decision import Decision
-from bucketcore.errors import ConfigurationError, StoreClosed
+from bucketcore.errors import ConfigurationError, StoreClosed, shown
 from bucketcore.limit import Limit
 from bucketcore.store import (
     AsyncStore,
@@ -44,24 +44,47 @@ __all__ = ["AsyncLimiter", "Limiter"]
 LimitsArg = Limit | Sequence[Limit]
 
 
+_MAX_TIMEOUT_S = 31_536_000  # a year: no wait a limit can ask for is longer
+
+
 def _check_timeout(timeout: object) -> float:
+    """Seconds to wait at most: ``None`` or ``inf`` for no bound, else 0 to a year."""
     if timeout is None:
         return math.inf
     if type(timeout) not in (int, float):
-        raise ConfigurationError(f"timeout must be None or a number of seconds, got {timeout!r}")
-    seconds = float(timeout)  # type: ignore[arg-type]
-    if math.isnan(seconds) or seconds < 0:
-        raise ConfigurationError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
-    return seconds
+        raise ConfigurationError(
+            f"timeout must be None or a number of seconds, got {shown(timeout)}"
+        )
+    if timeout == math.inf:
+        return math.inf
+    if not 0 <= timeout <= _MAX_TIMEOUT_S:  # type: ignore[operator]  # also refuses NaN
+        raise ConfigurationError(
+            f"timeout must be None or 0 to {_MAX_TIMEOUT_S} seconds, got {shown(timeout)}"
+        )
+    return float(timeout)  # type: ignore[arg-type]
 
 
-def _check_requests(requests: Iterable[tuple[Key, LimitsArg, int]]) -> list[Request]:
+def _check_requests(requests: object) -> list[Request]:
+    """``acquire_many``'s requests, each ``(key, limit or limits, cost)``, validated."""
+    try:
+        given_requests = list(requests)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigurationError(
+            f"requests must be an iterable of (key, limits, cost), got {shown(requests)}"
+        ) from None
     checked: list[Request] = []
-    for request in requests:
+    for request in given_requests:
         if not isinstance(request, tuple) or len(request) != 3:
-            raise ConfigurationError(f"each request is (key, limits, cost), got {request!r}")
+            raise ConfigurationError(f"each request is (key, limits, cost), got {shown(request)}")
         key, limits, cost = request
-        given = (limits,) if isinstance(limits, Limit) else tuple(limits)
+        if isinstance(limits, Limit):
+            given: tuple[object, ...] = (limits,)
+        elif isinstance(limits, (list, tuple)):
+            given = tuple(limits)
+        else:
+            raise ConfigurationError(
+                f"a request's limits are a Limit or a list of them: {shown(limits)}"
+            )
         checked.append((key, check_call(key, given, cost), cost))
     return checked
 
@@ -88,18 +111,31 @@ def _refuse_unsatisfiable(limits: tuple[Limit, ...], cost: int) -> None:
 
 def _plan_wait(
     key: object, limits: tuple[object, ...], cost: object, timeout: object, clock: Clock
-) -> tuple[tuple[Limit, ...], object, Callable[[], float]]:
-    """Validate a ``wait`` call: its limits, its FIFO queue, its time left."""
+) -> tuple[tuple[Limit, ...], object, Callable[[], float], Callable[[Decision], bool]]:
+    """Validate a ``wait`` call: its limits, its FIFO queue, its time left.
+
+    ``too_long(decision)`` says whether the decision's wait overruns the
+    time left. It compares whole nanoseconds, so a wait that needs exactly
+    the timeout succeeds (floats rounded up would refuse it).
+    """
     checked = check_call(key, limits, cost)
     budget = _check_timeout(timeout)
     _refuse_unsatisfiable(checked, cast(int, cost))
     started = clock()
+    budget_ns = None if budget == math.inf else round(budget * 1e9)
 
     def seconds_left() -> float:
         return budget - (clock() - started) / 1e9
 
+    def too_long(decision: Decision) -> bool:
+        if budget_ns is None:
+            return False
+        # retry_after is the exact nanoseconds rounded up to a float by at
+        # most a couple of ulps: round() gives the nanoseconds back.
+        return round(decision.retry_after * 1e9) > budget_ns - (clock() - started)
+
     queue_id = (canonical_key(key), tuple(limit.identity for limit in checked))  # type: ignore[arg-type]
-    return checked, queue_id, seconds_left
+    return checked, queue_id, seconds_left, too_long
 
 
 class _ClosedStore:
@@ -168,7 +204,7 @@ class Limiter:
                 raise ConfigurationError("pass clock and options to the store, not the Limiter")
             self._store = store
         else:
-            raise ConfigurationError(f"store must be a URL or a Store, got {store!r}")
+            raise ConfigurationError(f"store must be a URL or a Store, got {shown(store)}")
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._sleep = sleep if sleep is not None else time.sleep
         self._gate = _FifoGate()
@@ -289,7 +325,9 @@ class Limiter:
         >>> Limiter().wait("alice", Limit(10, 1.0), timeout=1.0).allowed
         True
         """
-        checked, queue_id, seconds_left = _plan_wait(key, limits, cost, timeout, self._clock)
+        checked, queue_id, seconds_left, too_long = _plan_wait(
+            key, limits, cost, timeout, self._clock
+        )
         ticket = object()
         store = self._store
         try:
@@ -297,7 +335,7 @@ class Limiter:
                 return store.peek(key, checked, cost)
             while True:
                 decision = store.acquire(key, checked, cost)
-                if decision.allowed or decision.retry_after > seconds_left():
+                if decision.allowed or too_long(decision):
                     return decision
                 self._sleep(decision.retry_after)
         finally:
@@ -359,7 +397,7 @@ class AsyncLimiter:
                 raise ConfigurationError("pass clock and options to the store, not the limiter")
             self._store = SyncStoreAsAsync(store)
         else:
-            raise ConfigurationError(f"store must be a URL or a Store, got {store!r}")
+            raise ConfigurationError(f"store must be a URL or a Store, got {shown(store)}")
         self._clock: Clock = clock if clock is not None else time.monotonic_ns
         self._sleep = sleep if sleep is not None else asyncio.sleep
         self._turns: dict[object, tuple[asyncio.Lock, list[int]]] = {}
@@ -424,7 +462,9 @@ class AsyncLimiter:
         cancelled while that acquire is already on its way to Redis may
         still have been charged; the answer is then dropped.)
         """
-        checked, queue_id, seconds_left = _plan_wait(key, limits, cost, timeout, self._clock)
+        checked, queue_id, seconds_left, too_long = _plan_wait(
+            key, limits, cost, timeout, self._clock
+        )
         turn, users = self._turns.setdefault(queue_id, (asyncio.Lock(), [0]))
         users[0] += 1
         store = self._store
@@ -440,7 +480,7 @@ class AsyncLimiter:
             try:
                 while True:
                     decision = await store.acquire(key, checked, cost)
-                    if decision.allowed or decision.retry_after > seconds_left():
+                    if decision.allowed or too_long(decision):
                         return decision
                     await self._sleep(decision.retry_after)
             finally:

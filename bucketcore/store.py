@@ -18,9 +18,10 @@ import asyncio
 import importlib
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl
 
 from bucketcore._keys import Key
+from bucketcore._urls import redacted, split_url
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError
 from bucketcore.limit import Limit
@@ -178,6 +179,10 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
     "unix": ("bucketcore.backends.redis", "redis"),
     "redis+cluster": ("bucketcore.backends.redis", "redis"),
     "rediss+cluster": ("bucketcore.backends.redis", "redis"),
+    "valkey": ("bucketcore.backends.redis", "redis"),
+    "valkeys": ("bucketcore.backends.redis", "redis"),
+    "redis+sentinel": ("bucketcore.backends.redis", "redis"),
+    "rediss+sentinel": ("bucketcore.backends.redis", "redis"),
 }
 
 
@@ -186,13 +191,13 @@ def split_options(url: SplitResult, options: dict[str, object]) -> dict[str, obj
 
     A query option given twice is an error, as is one given both ways.
 
-    >>> split_options(urlsplit("redis://h/0?prefix=a"), {"timeout": 1.0})
+    >>> split_options(split_url("redis://h/0?prefix=a"), {"timeout": 1.0})
     {'prefix': 'a', 'timeout': 1.0}
     """
     merged: dict[str, object] = {}
     for name, text in parse_qsl(url.query, keep_blank_values=True, strict_parsing=False):
         if name in merged:
-            raise ConfigurationError(f"option {name!r} is given twice in {url.geturl()!r}")
+            raise ConfigurationError(f"option {name!r} is given twice in {redacted(url)!r}")
         merged[name] = text
     for name, value in options.items():
         if name in merged:
@@ -202,13 +207,13 @@ def split_options(url: SplitResult, options: dict[str, object]) -> dict[str, obj
 
 
 def _backend(url: str) -> tuple[SplitResult, object]:
-    if type(url) is not str:
-        raise ConfigurationError(f"a store URL must be a str, got {url!r}")
-    parts = urlsplit(url)
+    parts = split_url(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         known = ", ".join(f"{name}://" for name in SCHEMES)
-        raise ConfigurationError(f"unknown store URL scheme in {url!r}; use one of {known}")
+        raise ConfigurationError(
+            f"unknown store URL scheme in {redacted(url)!r}; use one of {known}"
+        )
     module_name, extra = SCHEMES[scheme]
     try:
         module = importlib.import_module(module_name)

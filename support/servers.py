@@ -1,4 +1,4 @@
-"""Our own Redis servers, for the tests and the benchmarks: standalone and a 3-master cluster.
+"""Our own Redis servers, for the tests and the benchmarks: standalone, clusters, sentinels.
 
 Each server is a child process on a free loopback port (never 6379: a Redis
 there is somebody else's) with its data in a directory the caller chooses,
@@ -30,6 +30,8 @@ __all__ = [
     "IN_CI",
     "RedisCluster3",
     "RedisProcess",
+    "RedisSentinels",
+    "SentinelProcess",
     "Servers",
     "any_server",
     "find_server",
@@ -159,6 +161,9 @@ class RedisProcess:
             "no",
             *self.extra,
         ]
+        self._launch(args)
+
+    def _launch(self, args: list[str]) -> None:
         log = (self.directory / "server.log").open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
@@ -251,7 +256,101 @@ class RedisCluster3:
             node.kill()
 
 
-Server = TypeVar("Server", RedisProcess, RedisCluster3)
+class SentinelProcess(RedisProcess):
+    """One ``redis-server --sentinel`` watching ``service`` at ``master_port`` (quorum 2)."""
+
+    def __init__(self, binary: str, directory: Path, service: str, master_port: int) -> None:
+        super().__init__(binary, directory)
+        self.service = service
+        self.master_port = master_port
+
+    def start(self) -> None:
+        config = self.directory / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\ndir {self.directory}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} 2\n"
+            f"sentinel down-after-milliseconds {self.service} 1000\n"
+            f"sentinel failover-timeout {self.service} 4000\n"
+        )
+        self._launch([self.binary, str(config), "--sentinel"])
+
+
+class RedisSentinels:
+    """A master, its replica and three sentinels watching them (quorum 2), on loopback."""
+
+    service = "bucketcore"
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.master = RedisProcess(binary, directory / "master")
+        self.replica = RedisProcess(
+            binary, directory / "replica", "--replicaof", "127.0.0.1", str(self.master.port)
+        )
+        self.sentinels = [
+            SentinelProcess(binary, directory / f"sentinel{i}", self.service, self.master.port)
+            for i in range(3)
+        ]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}"
+
+    @property
+    def servers(self) -> list[RedisProcess]:
+        return [self.master, self.replica]
+
+    def start(self) -> None:
+        """Start the pair, then the sentinels; return once they know the replica and each other."""
+        import redis
+
+        self.master.start()
+        self.replica.start()
+        for sentinel in self.sentinels:
+            sentinel.start()
+        deadline = time.monotonic() + _START_TIMEOUT
+        for sentinel in self.sentinels:
+            client: Any = redis.Redis(port=sentinel.port, decode_responses=True)
+            try:
+                while True:
+                    state = client.execute_command("SENTINEL", "MASTER", self.service)
+                    fields = (
+                        state
+                        if isinstance(state, dict)  # redis-py parses it
+                        else dict(zip(state[::2], state[1::2], strict=True))
+                    )
+                    if int(fields["num-slaves"]) >= 1 and int(fields["num-other-sentinels"]) >= 2:
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the sentinels never agreed: {fields}")
+                    time.sleep(0.1)
+            finally:
+                client.close()
+
+    def master_port(self) -> int:
+        """The port the sentinels name as the master now."""
+        import redis
+
+        for sentinel in self.sentinels:
+            if sentinel.process is None:
+                continue
+            client: Any = redis.Redis(port=sentinel.port)
+            try:
+                _, port = client.execute_command(
+                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
+                )
+                return int(port)
+            except (redis.RedisError, OSError):
+                continue
+            finally:
+                client.close()
+        raise RuntimeError("no sentinel answered")
+
+    def kill(self) -> None:
+        for process in [*self.sentinels, self.master, self.replica]:
+            process.kill()
+
+
+Server = TypeVar("Server", RedisProcess, RedisCluster3, RedisSentinels)
 
 
 @contextlib.contextmanager

@@ -160,10 +160,11 @@ def test_the_limiter_comes_from_bucketcore_url(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_bad_configuration_is_refused_at_once() -> None:
-    # One name with two rates is allowed (plans, docs/design.md §3).
-    RateLimitMiddleware(
-        hello, rules=[rule("/a", "7/30s", name="general"), rule("/b", "8/30s", name="general")]
-    )
+    conflict = "pool 'general' is 8/30s at rule '/b' but 7/30s at rule '/a'"
+    with pytest.raises(ConfigurationError, match=conflict):
+        RateLimitMiddleware(
+            hello, rules=[rule("/a", "7/30s", name="general"), rule("/b", "8/30s", name="general")]
+        )
     with pytest.raises(ConfigurationError, match="AsyncLimiter"):
         RateLimitMiddleware(hello, limiter=Limiter())  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="starts with '/'"):

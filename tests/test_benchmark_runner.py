@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from benchmarks import bars, compare, report, suite_accuracy, suite_redis, suite_rocksdb
+from benchmarks import (
+    bars,
+    compare,
+    report,
+    suite_accuracy,
+    suite_lmdb,
+    suite_processes,
+    suite_redis,
+    suite_rocksdb,
+)
 from benchmarks.harness import SMOKE
 from bucketcore.memory import fast_path_available
 from support import servers
@@ -141,8 +150,81 @@ def test_the_redis_suites_run_against_their_own_servers(tmp_path: Path) -> None:
         }
         assert set(backends) == {"backends.hot", "backends.many", "backends.denied"}
         assert all(len(group["rows"]) == 9 for group in backends.values())
-    assert {f"redis.processes.{n}" for n in SMOKE.processes} <= ids
     rows = [row for row in results["bars"] if row["issue"] == 4]
     assert len(rows) == 4
     assert all(row["result"] != bars.MISSING for row in rows)
     assert any(row["store"] == "redis" for row in results["footprint"])
+
+
+def _lmdb_groups(lmdb: float, memory: float, redis: float, sqlite: float) -> list[dict[str, Any]]:
+    def group(group_id: str, rows: dict[str, float]) -> dict[str, Any]:
+        return {"id": group_id, "rows": [{"case": c, "ns": ns} for c, ns in rows.items()]}
+
+    single = {
+        bars.LMDB_WAL: lmdb,
+        bars.MEMORY_STORE: memory,
+        bars.REDIS_SINGLE: redis,
+        bars.PYRATE_SQLITE: sqlite,
+    }
+    return [
+        group("lmdb.hot", single),
+        group("lmdb.many", single),
+        group("processes.4", {bars.LMDB_WAL: lmdb, bars.REDIS_SINGLE: redis}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lmdb", "memory", "redis", "sqlite", "failed"),
+    [
+        (2000.0, 200.0, 40_000.0, 200_000.0, set()),
+        (9000.0, 200.0, 40_000.0, 200_000.0, {"25x memory", "10x", "5x the aggregate"}),
+        (2000.0, 200.0, 40_000.0, 9_000.0, {"SQLite"}),
+    ],
+)
+def test_the_lmdb_bars_judge_the_ratios_the_issue_names(
+    lmdb: float, memory: float, redis: float, sqlite: float, failed: set[str]
+) -> None:
+    rows = [row for row in bars.evaluate(_lmdb_groups(lmdb, memory, redis, sqlite))]
+    lmdb_rows = [row for row in rows if row["issue"] == 11]
+    assert len(lmdb_rows) == 7
+    missed = [row["bar"] for row in lmdb_rows if row["result"] == bars.FAIL]
+    assert all(row["result"] != bars.MISSING for row in lmdb_rows)
+    assert {text for text in failed if any(text in bar for bar in missed)} == failed
+    assert len(missed) == {0: 0, 1: 2, 3: 5}[len(failed)]
+
+
+def test_the_lmdb_and_processes_suites_measure_every_case(tmp_path: Path) -> None:
+    if suite_lmdb.available():
+        pytest.skip(suite_lmdb.available() or "")
+    why = suite_redis.available() or servers.missing()
+    if why:
+        if IN_CI:
+            pytest.fail(f"under CI the lmdb benchmarks' Redis case must run: {why}")
+        pytest.skip(why)
+    results = compare.measure(SMOKE, ("lmdb", "processes"), tmp_path)
+    groups = {group["id"]: group for group in results["groups"]}
+    assert set(groups) == {"lmdb.hot", "lmdb.many"} | {f"processes.{n}" for n in SMOKE.processes}
+    for group_id in ("lmdb.hot", "lmdb.many"):
+        cases = [row["case"] for row in groups[group_id]["rows"]]
+        assert cases == [
+            suite_lmdb.RAW_TXN,
+            bars.MEMORY_STORE,
+            bars.LMDB_WAL,
+            bars.LMDB_WAL_TRY,
+            suite_lmdb.LMDB_PERIODIC,
+            bars.REDIS_SINGLE,
+            bars.PYRATE_SQLITE,
+        ]
+    for count in SMOKE.processes:
+        cases = {row["case"] for row in groups[f"processes.{count}"]["rows"]}
+        assert cases == set(suite_processes.ROLES)
+        assert groups[f"processes.{count}"]["x"] == count
+    assert [g["id"] for g in results["groups"] if "answered the other way" in g["note"]] == []
+    rows = [row for row in results["bars"] if row["issue"] == 11]
+    assert len(rows) == 7
+    assert all(row["result"] != bars.MISSING for row in rows)
+    written = report.write(results, tmp_path / "report.md")
+    assert tmp_path / "report" / "processes.png" in written
+    text = (tmp_path / "report.md").read_text()
+    assert "Several processes on one host" in text
+    assert "lmdb:// `acquire`, one hot key:" in text

@@ -127,6 +127,15 @@ def test_limits_that_share_a_name_share_one_pool(limiter: Limiter) -> None:
     assert limiter.acquire("alice", icecream).remaining == 6
 
 
+def test_limits_with_one_reduced_rate_and_burst_are_one_pool(limiter: Limiter) -> None:
+    # docs/design.md §2: an unnamed limit is its reduced rate and burst.
+    one, two, sixty = Limit(1, 3600.0), Limit(2, 7200.0, burst=1), Limit(60, 216000.0, burst=1)
+    assert limiter.acquire("pool", one)
+    assert not limiter.acquire("pool", two)
+    assert not limiter.acquire("pool", sixty)
+    assert limiter.acquire("pool", Limit(1, 3600.0, burst=2))  # another burst, another pool
+
+
 def test_keys_are_isolated(limiter: Limiter) -> None:
     limiter.acquire("alice", DAILY, cost=3)
     assert limiter.acquire("bob", DAILY).remaining == 2

@@ -21,6 +21,7 @@ from bucketcore import Limit, Limiter
 from bucketcore.errors import BucketError
 from bucketcore.memory import PURE_PYTHON_VARIABLE, MemoryStore, fast_path_available
 from tests.conftest import IN_CI, FakeClock
+from tests.strategies import limits
 
 needs_fast_path = pytest.mark.skipif(
     not fast_path_available() and not IN_CI,
@@ -62,19 +63,8 @@ def test_a_dropped_store_is_collected() -> None:
 
 
 def _limits() -> st.SearchStrategy[Limit]:
-    """Rates 1e-6/s .. 1e7/s, bursts up to 1e12, some named (shared pools)."""
-
-    @st.composite
-    def build(draw: st.DrawFn) -> Limit:
-        tokens = draw(st.one_of(st.integers(1, 10), st.integers(1, 10**7)))
-        period = draw(st.one_of(st.sampled_from([0.5, 1, 30, 3600, 86400]), st.floats(1e-6, 1e6)))
-        if not 1e-6 <= tokens / period <= 1e7:
-            period = tokens / 1e3
-        burst = draw(st.one_of(st.just(None), st.integers(1, 5), st.integers(1, 10**12)))
-        name = draw(st.one_of(st.just(None), st.sampled_from(["general", "special"])))
-        return Limit(tokens, period, burst=burst, name=name)
-
-    return build()
+    """Limits across the supported range, some named (shared pools)."""
+    return limits(names=("general", "special"))
 
 
 KEYS = st.sampled_from(["alice", "bob", "é-non-ascii", b"bytes-key", "x" * 4096])
@@ -162,12 +152,13 @@ def test_c_and_python_paths_agree(
 
 @needs_fast_path
 def test_values_beyond_64_bits_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    # burst * token_units reaches 2**125 and beyond: the first fits 128 bits,
-    # the second makes the C path hand the call to Python.
+    # burst * token_units and now * units_per_ns pass 2**64 at the edges of
+    # the supported range (a rate with no common factor with its period).
     clock = FakeClock(start_ns=2**62)
     fast = MemoryStore(clock=clock)
     pure = pure_store(monkeypatch, clock)
-    for limit in (Limit(1, 3600, burst=10**12), Limit(3, 7e8, burst=10**24)):
+    edges = (Limit(999_999_999_989, 100_000.0, burst=10**12), Limit(32, 31_536_000.0))
+    for limit in edges:
         for cost in (1, 10**11, limit.burst, (limit.burst or 0) + 1):
             assert fast.checked_acquire("k", limit, cost=cost) == pure.checked_acquire(
                 "k", limit, cost=cost

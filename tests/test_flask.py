@@ -146,10 +146,11 @@ def test_views_sharing_a_name_share_a_pool_and_others_do_not() -> None:
     assert codes(client, "/c", 3) == [200, 200, 200]
 
 
-def test_one_pool_name_may_carry_two_sizes_plans_are_per_key() -> None:
+def test_one_pool_name_with_two_sizes_is_refused() -> None:
     _, ext = make_app()
     ext.limit("7/30s", name="general")
-    ext.limit("8/30s", name="general")  # docs/design.md §3: no one-rate-per-name check
+    with pytest.raises(ConfigurationError, match="pool 'general' is 8/30s in a limit but 7/30s"):
+        ext.limit("8/30s", name="general")
 
 
 def test_default_limits_apply_to_undecorated_views_but_not_exempt_ones() -> None:

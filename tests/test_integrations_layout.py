@@ -17,8 +17,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bucketcore"
 CORE = ["limit", "decision", "errors", "_keys", "_gcra", "limiter", "store", "memory"]
-INTEGRATIONS = ["http", "hooks", "guard", "flask", "asgi", "prometheus", "cli"]
-SHORT_PATHS = ["flask", "asgi", "guard", "hooks", "prometheus", "cli"]
+INTEGRATIONS = ["http", "answers", "policy", "paths", "hooks", "guard", "flask", "asgi", "fastapi"]
+INTEGRATIONS += ["prometheus", "cli", "django"]
+SHORT_PATHS = ["flask", "fastapi", "asgi", "guard", "hooks", "prometheus", "cli", "django"]
 
 
 def imported_modules(path: Path) -> set[str]:

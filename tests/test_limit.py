@@ -110,3 +110,59 @@ def test_limits_are_frozen() -> None:
     limit = Limit(1, 1.0)
     with pytest.raises(AttributeError):
         limit.tokens = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "why"),
+    [
+        ({"tokens": 1, "period": 1e300}, "at most a year"),
+        ({"tokens": 1, "period": 10**5000}, "at most a year"),
+        ({"tokens": 10**5000, "period": 1.0}, "at most"),
+        ({"tokens": 1, "period": 1.0, "burst": 10**30}, "at most"),
+        ({"tokens": 10**8, "period": 1.0}, "highest supported rate"),
+        ({"tokens": 1, "period": 2e6}, "lowest supported rate"),
+        ({"tokens": 1, "period": 3600.0, "burst": 10**12}, "year to refill"),
+    ],
+)
+def test_limits_outside_the_supported_range_are_refused_when_made(
+    arguments: dict[str, object], why: str
+) -> None:
+    # docs/design.md §3: never an OverflowError later, never a charge then an exception.
+    with pytest.raises(ConfigurationError, match=why):
+        Limit(**arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        Limit(10**7, 1.0),  # the highest rate
+        Limit(1, 10**6),  # the lowest rate: 1e-6 per second
+        Limit(10**7, 1.0, burst=10**12),  # the largest burst, refilled within a day
+        Limit(100, 31_536_000.0),  # a year's period
+        Limit(1, 3600.0, burst=8760),  # a burst that takes exactly a year to refill
+    ],
+)
+def test_the_edges_of_the_supported_range_are_accepted(limit: Limit) -> None:
+    assert limit.capacity_units > 0
+
+
+def test_a_spec_with_thousands_of_digits_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        Limit.parse("9" * 5000 + "/s")
+    with pytest.raises(ConfigurationError):
+        Limit.parse("1/" + "9" * 5000 + "s")
+
+
+def test_month_and_year_are_units_of_30_and_365_days() -> None:
+    assert Limit.parse("5/month").period == 30 * 86400.0
+    assert Limit.parse("100/year").period == 365 * 86400.0
+    assert Limit.parse("10/week").period == 7 * 86400.0
+
+
+def test_one_reduced_rate_and_burst_is_one_identity() -> None:
+    assert (
+        Limit(1, 60).identity
+        == Limit(2, 120, burst=1).identity
+        == Limit(60, 3600, burst=1).identity
+    )
+    assert Limit(1, 60).identity != Limit(2, 120).identity  # burst 2

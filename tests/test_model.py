@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bucketcore import Decision, Limit, Limiter
 from tests.conftest import FakeClock
+from tests.strategies import limits
 
 MICROSECOND = Fraction(1, 10**6)
 
@@ -34,16 +35,7 @@ class ModelBucket:
 
 
 def _limits() -> st.SearchStrategy[Limit]:
-    @st.composite
-    def build(draw: st.DrawFn) -> Limit:
-        rate_exponent = draw(st.integers(-6, 7))  # tokens per second: 1e-6 .. 1e7
-        tokens = draw(st.one_of(st.integers(1, 10), st.integers(1, 10**7)))
-        rate = Fraction(10) ** rate_exponent * draw(st.fractions(1, 9, max_denominator=7))
-        period = float(tokens / rate)
-        burst = draw(st.one_of(st.just(None), st.integers(1, 5), st.integers(1, 10**12)))
-        return Limit(tokens, period, burst=burst)
-
-    return build()
+    return limits()
 
 
 STEPS = st.one_of(

@@ -42,6 +42,7 @@ from bucketcore.errors import (
     StoreUnavailable,
 )
 from support.servers import RedisCluster3, RedisProcess
+from tests.strategies import limits
 
 pytestmark = pytest.mark.redis
 
@@ -60,24 +61,6 @@ def store(limiter: Limiter) -> RedisStore:
 
 
 # -- the script against bucketcore._gcra, the reference -----------------------
-
-# Limits across the contract's range: rates 1e-6/s .. 1e7/s, bursts up to
-# 1e12, refill horizons up to a year; periods chosen to make awkward gcds.
-_PERIODS = [1e-3, 0.001234567, 1.0, 3.0, 7.3, 86400.0, 31_536_000.0, 1e6]
-
-
-@st.composite
-def limits(draw: st.DrawFn) -> Limit:
-    period = draw(st.sampled_from(_PERIODS))
-    low = max(1, math.ceil(1e-6 * period))
-    high = max(low, min(10**12, int(1e7 * period)))
-    tokens = draw(st.integers(low, high))
-    rate = tokens / period
-    max_burst = max(1, min(10**12, int(rate * 31_536_000)))
-    burst = draw(st.one_of(st.none(), st.integers(1, max_burst)))
-    if burst is None and tokens > max_burst:
-        burst = max_burst
-    return Limit(tokens, period, burst=burst)
 
 
 _OPS = st.lists(
@@ -183,11 +166,12 @@ def test_idle_buckets_expire_when_they_would_be_full(store: RedisStore) -> None:
     assert 9_000 <= ttl <= 10_002  # time until full, rounded up, plus 2 ms
 
 
-def test_limits_the_script_cannot_decide_exactly_are_refused(store: RedisStore) -> None:
-    forever = Limit(1, 1e9 * 3600, burst=10**6)  # a million tokens, one per 114k years
-    with pytest.raises(ConfigurationError, match="exactly"):
-        store.acquire("k", (forever,), 1)
-    fine = Limit(10**7, 1.0, burst=10**12)  # the contract's extremes fit
+def test_the_contract_extremes_are_decided_exactly(store: RedisStore) -> None:
+    # Limits beyond what the script decides exactly (a burst refilling over
+    # 2**50 us) cannot be made at all (docs/design.md §3); the extremes fit.
+    with pytest.raises(ConfigurationError, match="year"):
+        Limit(1, 1e9 * 3600, burst=10**6)
+    fine = Limit(10**7, 1.0, burst=10**12)
     assert store.acquire("k", (fine,), 10**11).remaining == 9 * 10**11
 
 
@@ -315,7 +299,7 @@ def test_the_prefix_comes_first_and_may_not_hold_braces(
     with Limiter(redis_server.url, prefix=redis_prefix) as limiter:
         limiter.acquire("alice", Limit(5, 60.0))
         found = limiter.store.client.keys(redis_prefix + "*")  # type: ignore[attr-defined]
-        assert found == [redis_prefix.encode() + b"{alice}s:5/60000000000ns/5"]
+        assert found == [redis_prefix.encode() + b"{alice}s:1/12000000000ns/5"]
     for bad in ["a{b", "}", "x" * 300]:
         with pytest.raises(ConfigurationError, match="prefix"):
             Limiter(redis_server.url, prefix=bad)
@@ -723,7 +707,9 @@ def test_acquire_many_that_fails_midway_degrades_the_unanswered_calls_and_recove
 ) -> None:
     """250 calls go out as two runs in one write; the write, or the second reply, fails."""
     limit = Limit(50, 3600.0)
-    with Limiter(redis_server.url, prefix=redis_prefix, on_error="deny") as limiter:
+    # No breaker: the call right after the failure goes to Redis.
+    url = f"{redis_server.url}?prefix={redis_prefix}&on_error=deny&breaker_cooldown=0"
+    with Limiter(url) as limiter:
         limiter.acquire("warm", limit)
         connection = redis.connection.Connection
         original = getattr(connection, failing)

@@ -124,3 +124,35 @@ def test_async_wait_times_out_without_consuming(clock: FakeClock) -> None:
         await limiter.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("period", [2.0, 0.3, 7.0 / 3, 86400.0 * 10])
+def test_a_wait_needing_exactly_its_timeout_succeeds(clock: FakeClock, period: float) -> None:
+    # docs/design.md §2: rounding must not refuse a wait that fits exactly.
+    limiter = Limiter(clock=clock, sleep=clock.sleep)
+    once = Limit(1, period)
+    assert limiter.acquire("k", once)
+    needed = limiter.peek("k", once).retry_after
+    assert limiter.wait("k", once, timeout=period).allowed
+    assert clock.sleeps == [needed]
+
+
+def test_a_wait_one_nanosecond_short_is_refused_without_sleeping(clock: FakeClock) -> None:
+    limiter = Limiter(clock=clock, sleep=clock.sleep)
+    once = Limit(1, 2.0)
+    assert limiter.acquire("k", once)
+    assert not limiter.wait("k", once, timeout=1.999_999_999)
+    assert clock.sleeps == []
+
+
+def test_an_async_wait_needing_exactly_its_timeout_succeeds(clock: FakeClock) -> None:
+    async def main() -> bool:
+        async def sleep(seconds: float) -> None:
+            clock.sleep(seconds)
+
+        limiter = AsyncLimiter(clock=clock, sleep=sleep)
+        once = Limit(1, 2.0)
+        assert await limiter.acquire("k", once)
+        return (await limiter.wait("k", once, timeout=2.0)).allowed
+
+    assert asyncio.run(main())

@@ -9,6 +9,7 @@ one path at once (gunicorn -w 4, uvicorn --workers, Celery prefork).
 - ``records``: the record struct, record keys, the time anchor.
 - ``env``: opening, map growth, fork handling, durability.
 - ``options``: URLs and options.
+- ``sweep``: the lazy sweep of full records.
 - ``store``: ``LMDBStore``, ``open_store``.
 
 ``lmdb:///var/lib/app/limits`` is an absolute path; ``lmdb://./limits`` is

@@ -26,54 +26,44 @@ from urllib.parse import SplitResult
 import lmdb
 
 from bucketcore._gcra import Step, decision_from_steps, drained, evaluate, refunded
-from bucketcore._keys import Key
-from bucketcore.decision import Decision, from_nanoseconds
+from bucketcore._keys import MAX_KEY_BYTES, Key, check_call
+from bucketcore._options import choice, flag, seconds
+from bucketcore.decision import Decision, from_nanoseconds, make_decision, seconds_at_least
 from bucketcore.errors import ConfigurationError, CorruptState, StoreClosed
 from bucketcore.limit import Limit
-from bucketcore.store import Clock, Request, split_options
+from bucketcore.store import CheckedCalls, Clock, Request, split_options
 
 from .env import DURABILITIES, open_shared, store_error
 from .options import (
     DEFAULT_MAP_SIZE,
-    bool_option,
     checked_path,
-    choice_option,
     map_size_option,
     path_from_url,
-    seconds_option,
 )
 from .records import (
     ANCHOR_KEY,
-    BUCKETS_END,
     FORMAT_KEY,
     FORMAT_VALUE,
+    RECORD,
+    VERSION,
     Loaded,
     Value,
     anchor_for,
     boot_id,
     encode,
-    is_full_record,
     record_keys,
     record_prefix,
     state_from_record,
 )
+from .sweep import CREATED, DUE, Sweep
 
 __all__ = ["LMDBStore", "open_store"]
 
 T = TypeVar("T")
 Body = Callable[[lmdb.Transaction, int], tuple[T, bool]]  # (txn, anchored now) -> (result, wrote)
 
-# The lazy sweep of full records: each write adds 1 and each new record 8
-# to a count; at _SWEEP_AT the next _SWEEP_BATCH records are examined (in
-# the same transaction) and the full ones deleted. Two records examined per
-# record created outpace creation, so the file stays within a small factor
-# of the live buckets; without new records a quarter of a record is
-# examined per write, so a burst of one-off keys is swept by later traffic
-# on any key. Amortised: well under a tenth of a microsecond a decision.
-_SWEEP_AT = 256
-_SWEEP_CREATED = 8
-_SWEEP_BATCH = 64
 _PREFIX_CACHE_MAX = 4096
+_unpack = RECORD.unpack
 
 
 class LMDBStore:
@@ -107,10 +97,10 @@ class LMDBStore:
         wall_clock: Callable[[], int] | None = None,
         boot: bytes | None = None,
     ) -> None:
-        durability = choice_option("durability", durability, DURABILITIES)
-        interval = seconds_option("flush_interval", flush_interval)
+        durability = choice("durability", durability, DURABILITIES)
+        interval = seconds("flush_interval", flush_interval)
         size = map_size_option(map_size)
-        self.path = checked_path(path, create=bool_option("create", create))
+        self.path = checked_path(path, create=flag("create", create))
         for name, given in (("clock", clock), ("wall_clock", wall_clock)):
             if given is not None and not callable(given):
                 raise ConfigurationError(f"{name} must be callable, got {given!r}")
@@ -124,8 +114,7 @@ class LMDBStore:
             self.path, map_size=size, durability=durability, flush_interval=interval
         )
         self._prefixes: dict[str, bytes] = {}
-        self._sweep_count = 0
-        self._sweep_cursor = b"\x01"
+        self._sweep = Sweep()  # of full records (sweep.py)
         self._max_key = self._env.handle().max_key_size()
         try:
             self._offset_ns = self._anchor(wall_clock or time.time_ns, boot or boot_id())
@@ -219,64 +208,169 @@ class LMDBStore:
     # -- the contract ---------------------------------------------------------------
 
     def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
-        if len(limits) != 1:
-            slots = [self._slot(limit, key) for limit in limits]
-            return self._transact(
-                lambda txn, now_ns: self._decide(txn, now_ns, limits, slots, cost)
-            )
-        # The commonest call, one limit, tried once inline (a closure and
-        # the retry loop cost a fifth of a decision); anything unusual
-        # (closed, forked, a full or grown map, an error) goes to _transact,
-        # which runs the whole transaction again.
-        limit = limits[0]
-        db_key, full = self._slot(limit, key)
-        env = self._env
-        handle = env.current
-        done = False
-        if handle is not None and not self._closed:
-            with env.lock:
-                try:
-                    txn = handle.begin(write=True)
-                except lmdb.Error:
-                    pass
-                else:
-                    try:
-                        value = txn.get(db_key)
-                        now_ns = self._clock() + self._offset_ns
-                        loaded = _load(value, limit, full, now_ns)
-                        step = evaluate(limit, loaded.tat, now_ns, cost, _until(loaded))
-                        if step.allowed:
-                            txn.put(db_key, encode(step.tat, limit.signature) + full)
-                            self._sweep_count += 1 if value is not None else _SWEEP_CREATED
-                            if self._sweep_count >= _SWEEP_AT:
-                                self._sweep(txn, now_ns)
-                            txn.commit()
-                            done = True
-                        else:
-                            # A denial changes nothing unless the clock stepped
-                            # back past an empty bucket (_decide stores that).
-                            txn.abort()
-                            done = value is not None and bytes(value) == (
-                                encode(step.tat, limit.signature, loaded.held) + full
-                            )
-                    except lmdb.Error:
-                        _abort(txn)
-                        done = False
-                    except BaseException:
-                        _abort(txn)
-                        raise
-            if done:
-                if env.fsyncs and step.allowed:
-                    env.committed()
-                return from_nanoseconds(
-                    step.allowed, step.remaining, step.retry_ns, step.reset_ns, limit
-                )
-        return self._transact(
-            lambda txn, now_ns: self._decide(txn, now_ns, limits, [(db_key, full)], cost)
-        )
+        if len(limits) == 1:
+            decided = self._one(key, limits[0], cost, True)
+            if decided is not None:
+                return decided  # type: ignore[return-value]
+        return self._acquire(key, limits, cost)
 
     def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
-        return self.acquire(key, limits, cost).allowed
+        if len(limits) == 1:
+            decided = self._one(key, limits[0], cost, False)
+            if decided is not None:
+                return decided  # type: ignore[return-value]
+        return self._acquire(key, limits, cost).allowed
+
+    def _acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
+        """Any acquire, in ``_transact``: every limit's bucket changes, or none."""
+        slots = [self._slot(limit, key) for limit in limits]
+        return self._transact(lambda txn, now_ns: self._decide(txn, now_ns, limits, slots, cost))
+
+    def _one(self, key: Key, limit: Limit, cost: int, decision: bool) -> Decision | bool | None:
+        """The commonest call, one limit, in one transaction with the step inlined.
+
+        A copy of ``_gcra.evaluate`` kept for speed (listed in its
+        docstring): a closure, the retry loop and a Step cost as much as
+        LMDB's own transaction. Returns the Decision (with ``decision``) or
+        the bool; None hands the call to ``_transact``, which runs the whole
+        transaction again: closed, forked, a hashed key, a record in other
+        units, a clock step back to store, a full or grown map, an error.
+        """
+        env = self._env
+        handle = env.current
+        if handle is None or self._closed:
+            return None
+        prefix = self._prefixes.get(limit.identity)
+        if prefix is None:
+            self._slot(limit, key)  # fills the cache
+            prefix = self._prefixes[limit.identity]
+        db_key = prefix + (key.encode() if type(key) is str else key)  # type: ignore[operator]
+        if len(db_key) > self._max_key:
+            return None
+        units = limit.units_per_ns
+        capacity = limit.capacity_units
+        lock = env.lock
+        lock.acquire()
+        try:
+            try:
+                txn = handle.begin(write=True)
+            except lmdb.Error:
+                return None
+            try:
+                value = txn.get(db_key)
+                now_ns = self._clock() + self._offset_ns
+                now = now_ns * units
+                if value is None:
+                    tat = now
+                else:
+                    if len(value) != RECORD.size:
+                        txn.abort()
+                        return None
+                    version, full_at_ns, remainder, *signature, held_until, _ = _unpack(value)
+                    tat = full_at_ns * units + remainder
+                    if (
+                        version != VERSION
+                        or tuple(signature) != limit.signature
+                        or held_until
+                        or remainder >= units
+                        or tat - now > capacity
+                    ):
+                        # damaged, another limit's (a plan changed), held by a
+                        # drain, or a clock step to clamp: the general path
+                        txn.abort()
+                        return None
+                    if tat < now:
+                        tat = now
+                debt = tat + cost * limit.token_units - now
+                if debt > capacity:
+                    txn.abort()
+                    if value is not None and tat == now:
+                        return None  # a full record: the general path deletes it
+                    if not decision:
+                        return False
+                    step = evaluate(limit, tat, now_ns, cost)
+                    return from_nanoseconds(
+                        False, step.remaining, step.retry_ns, step.reset_ns, limit
+                    )
+                txn.put(db_key, encode(now + debt, limit.signature))
+                sweep = self._sweep
+                sweep.count += CREATED if value is None else 1
+                if sweep.count >= DUE:
+                    sweep.run(txn, now_ns)
+                txn.commit()
+            except lmdb.Error:
+                _abort(txn)
+                return None
+            except BaseException:
+                _abort(txn)
+                raise
+        finally:
+            lock.release()
+        if env.fsyncs:
+            env.committed()
+        if not decision:
+            return True
+        reset_ns = debt if units == 1 else -(-debt // units)
+        return make_decision(
+            True, (capacity - debt) // limit.token_units, 0.0, seconds_at_least(reset_ns), limit
+        )
+
+    # -- the Limiter's own calls ----------------------------------------------------
+
+    def checked_calls(self) -> CheckedCalls:
+        """``checked_try_acquire``, ``checked_acquire`` and ``checked_peek``.
+
+        The Limiter hands its calls straight to them (bucketcore/store.py),
+        so the common call is validated once, inline.
+
+        >>> import tempfile, os
+        >>> store = LMDBStore(os.path.join(tempfile.mkdtemp(), "limits"))
+        >>> try_acquire, acquire, peek = store.checked_calls()
+        >>> acquire("alice", Limit(3, 60.0)).remaining, try_acquire("alice", Limit(3, 60.0))
+        (2, True)
+        >>> peek("alice", Limit(3, 60.0)).remaining   # what the next acquire would leave
+        0
+        >>> store.close()
+        """
+        return self.checked_try_acquire, self.checked_acquire, self.checked_peek
+
+    def checked_try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
+        """``Limiter.try_acquire`` for lmdb://: it validates, then decides."""
+        if (
+            type(key) is str
+            and len(key) <= MAX_KEY_BYTES
+            and key.isascii()
+            and type(cost) is int
+            and cost >= 1
+            and len(limits) == 1
+            and type(limits[0]) is Limit
+        ):
+            decided = self._one(key, limits[0], cost, False)
+            if decided is not None:
+                return decided  # type: ignore[return-value]
+            return self._acquire(key, limits, cost).allowed
+        return self.try_acquire(key, check_call(key, limits, cost), cost)
+
+    def checked_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
+        """``Limiter.acquire`` for lmdb://: it validates, then decides."""
+        if (
+            type(key) is str
+            and len(key) <= MAX_KEY_BYTES
+            and key.isascii()
+            and type(cost) is int
+            and cost >= 1
+            and len(limits) == 1
+            and type(limits[0]) is Limit
+        ):
+            decided = self._one(key, limits[0], cost, True)
+            if decided is not None:
+                return decided  # type: ignore[return-value]
+            return self._acquire(key, limits, cost)
+        return self.acquire(key, check_call(key, limits, cost), cost)
+
+    def checked_peek(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
+        """``Limiter.peek`` for lmdb://: it validates, then looks."""
+        return self.peek(key, check_call(key, limits, cost), cost)
 
     def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         slots = [self._slot(limit, key) for limit in limits]
@@ -383,7 +477,7 @@ class LMDBStore:
                 limits, steps, values, slots, strict=True
             ):
                 txn.put(db_key, encode(step.tat, limit.signature) + full)
-                self._sweep_count += _SWEEP_CREATED if value is None else 1
+                self._sweep.count += CREATED if value is None else 1
             wrote = True
         else:
             # Denied: a bucket the clock left ahead of an empty one is stored
@@ -402,28 +496,9 @@ class LMDBStore:
                 if bytes(value) != record:
                     txn.put(db_key, record)
                     wrote = True
-        if self._sweep_count >= _SWEEP_AT:
-            wrote = self._sweep(txn, now_ns) or wrote
+        if self._sweep.count >= DUE:
+            wrote = self._sweep.run(txn, now_ns) or wrote
         return decision_from_steps(limits, steps), wrote
-
-    def _sweep(self, txn: lmdb.Transaction, now_ns: int) -> bool:
-        """Delete the full records among the next few after the cursor; True if any."""
-        self._sweep_count = 0
-        deleted = False
-        with txn.cursor() as cursor:
-            cursor.set_range(self._sweep_cursor)
-            for _ in range(_SWEEP_BATCH):
-                record_key = bytes(cursor.key())
-                if not record_key or record_key >= BUCKETS_END:
-                    self._sweep_cursor = b"\x01"  # start over next time
-                    return deleted
-                if is_full_record(cursor.value(), now_ns):
-                    cursor.delete()  # and on to the next
-                    deleted = True
-                else:
-                    cursor.next()
-            self._sweep_cursor = bytes(cursor.key()) or b"\x01"
-        return deleted
 
 
 _FULL = Loaded(None, None)

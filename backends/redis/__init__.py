@@ -33,6 +33,8 @@ What is where, in the order each imports the one before (docs/design.md §8):
 - ``policy``: answers without Redis: the deny cache, the failure policy.
 - ``calls``: each call as an object: its command, its reply made a Decision.
 - ``runs``: many calls in one script run (``acquire_many``, asyncio).
+- ``breaker``: the circuit breaker (I/O-free): no waiting on a Redis that is down.
+- ``sentinel``: ``redis+sentinel://`` URLs, and following the sentinels' failovers.
 - ``sync`` and ``aio``: ``RedisStore`` and ``AsyncRedisStore``, which only
   send and receive.
 
@@ -51,6 +53,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult
 
+from bucketcore._urls import redacted
 from bucketcore.errors import ConfigurationError
 from bucketcore.store import Clock
 
@@ -58,7 +61,9 @@ try:
     import redis
     import redis.asyncio
     import redis.asyncio.cluster
+    import redis.asyncio.sentinel
     import redis.cluster
+    import redis.sentinel
 except ImportError as exc:  # tests/test_redis.py hides redis-py to check this
     raise ConfigurationError(
         f"the Redis backend needs redis-py: pip install 'bucketcore[redis]' ({exc})"
@@ -67,8 +72,9 @@ except ImportError as exc:  # tests/test_redis.py hides redis-py to check this
 from .aio import AsyncRedisStore
 from .calls import escape_key
 from .errors import ERRORS, map_error
-from .options import read_url
+from .options import read_settings, read_url
 from .script import SCRIPT, SCRIPT_SHA
+from .sentinel import sentinel_parts
 from .sync import RedisStore
 
 __all__ = [
@@ -84,7 +90,9 @@ __all__ = [
 
 
 def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> RedisStore:
-    """``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``rediss+cluster://``.
+    """``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``redis+sentinel://``.
+
+    (And ``rediss+cluster://``, ``rediss+sentinel://``.)
 
     >>> from urllib.parse import urlsplit
     >>> open_store(urlsplit("redis://localhost/0?on_error=maybe"), {}, None)
@@ -92,6 +100,15 @@ def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None
     ...
     bucketcore.errors.ConfigurationError: option on_error must be one of ...
     """
+    if url.scheme.lower().endswith("+sentinel"):
+        settings = read_settings(url, options, clock)
+        sentinels, service, to_sentinels, to_master = sentinel_parts(url, settings)
+        manager: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            sentinels, sentinel_kwargs=to_sentinels, **to_master
+        )
+        store = RedisStore(manager.master_for(service), **settings.store_options())
+        store._owned = True
+        return store
     scheme, base, kwargs, settings = read_url(url, options, clock)
     try:
         if scheme.endswith("+cluster"):
@@ -101,7 +118,7 @@ def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None
     except ERRORS as exc:
         raise map_error(exc) from exc
     except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {url.geturl()!r}: {exc}") from exc
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {exc}") from exc
     store = RedisStore(client, **settings.store_options())
     store._owned = True
     return store
@@ -118,6 +135,15 @@ def open_async_store(
     ...
     bucketcore.errors.ConfigurationError: option prefix must be at most 256 bytes ...
     """
+    if url.scheme.lower().endswith("+sentinel"):
+        settings = read_settings(url, options, clock)
+        sentinels, service, to_sentinels, to_master = sentinel_parts(url, settings)
+        manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            sentinels, sentinel_kwargs=to_sentinels, **to_master
+        )
+        store = AsyncRedisStore(manager.master_for(service), **settings.store_options())
+        store._owned = True
+        return store
     scheme, base, kwargs, settings = read_url(url, options, clock)
     try:
         if scheme.endswith("+cluster"):
@@ -125,7 +151,7 @@ def open_async_store(
         else:
             client = redis.asyncio.Redis.from_url(base, **kwargs)
     except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {url.geturl()!r}: {exc}") from exc
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {exc}") from exc
     store = AsyncRedisStore(client, **settings.store_options())
     store._owned = True
     return store

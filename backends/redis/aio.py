@@ -8,11 +8,12 @@ per N decisions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 from redis.exceptions import ResponseError
 
 from bucketcore._keys import Key
@@ -21,11 +22,14 @@ from bucketcore.errors import BucketError, ConfigurationError, StoreError, Store
 from bucketcore.limit import Limit
 from bucketcore.store import Request
 
+from .breaker import CLOSED, REFUSED
 from .calls import Calls, Decide
 from .errors import ERRORS, chained, map_error
 from .options import Settings
+from .policy import breaker_for
 from .runs import Entry, Many, build_runs, spread
 from .script import convert, merge, merge_converted, packed, reload, reload_missing, stale
+from .sentinel import AsyncSwitchWatch
 
 _CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
 
@@ -48,10 +52,17 @@ class AsyncRedisStore:
             )
         settings = Settings(options).only_store_options("AsyncRedisStore")
         self.calls = Calls(settings, cluster)
+        self.breaker = breaker_for(settings, self.calls.policy)
         self.client = client
         self._closed = False
         self._owned = False
         self._ready = False
+        pool = getattr(client, "connection_pool", None)
+        self._watch = (
+            AsyncSwitchWatch(pool.sentinel_manager, pool.service_name)
+            if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool)
+            else None
+        )
         self._queue: list[tuple[Entry, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -68,26 +79,30 @@ class AsyncRedisStore:
 
     async def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
         many = Many(self.calls, requests)
-        return many.finish(await self._send_runs(many.commands))
+        if not many.commands:
+            return many.finish([])
+        return many.finish(await self._send_runs_past_breaker(many.commands))
 
     async def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         call = self.calls.refund(key, limits, tokens)
-        call.finish(await self._send_one(call.command))
+        call.finish(await self._past_breaker(self._send_one(call.command)))
 
     async def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
         call = self.calls.drain(key, limits, seconds_ns)
-        call.finish(await self._send_one(call.command))
+        call.finish(await self._past_breaker(self._send_one(call.command)))
 
     async def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
-        try:
-            await self.client.delete(*self.calls.reset(key, limits))
-        except ERRORS as exc:
-            raise map_error(exc) from exc
+        await self._past_breaker(self._delete(self.calls.reset(key, limits)))
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._watch is not None:
+            await self._watch.close()
+            if self._owned:  # the sentinels' clients are ours too
+                for sentinel in self.client.connection_pool.sentinel_manager.sentinels:
+                    await sentinel.aclose()
         if self._owned:
             await self.client.aclose()
 
@@ -96,6 +111,9 @@ class AsyncRedisStore:
     async def _run(self, call: Decide) -> Decision | bool:
         if call.answer is not None:
             return call.answer
+        breaker = self.breaker
+        if breaker.is_open and breaker.refuses():  # at once: not even queued
+            return call.fail(breaker.refusal())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((call.entry(), future))
@@ -122,7 +140,7 @@ class AsyncRedisStore:
                 queue, self._queue = self._queue, []
                 entries = [entry for entry, _ in queue]
                 runs = build_runs(entries, self.calls.cluster)
-                replies = await self._send_runs([command for _, command in runs])
+                replies = await self._send_runs_past_breaker([command for _, command in runs])
                 for (_, future), reply in zip(queue, spread(runs, replies, entries), strict=True):
                     if future.done():  # its caller was cancelled
                         continue
@@ -139,6 +157,57 @@ class AsyncRedisStore:
             self._queue = []
             if not isinstance(exc, Exception):
                 raise
+
+    async def _past_breaker(self, sending: Awaitable[Any]) -> Any:
+        """``await sending``, or ``StoreUnavailable`` at once while the breaker is open."""
+        if self._watch is not None and await self._watch.switched():
+            await self.client.connection_pool.disconnect()
+        breaker = self.breaker
+        ticket = breaker.admit() if breaker.is_open else CLOSED
+        if ticket == REFUSED:
+            if isinstance(sending, Coroutine):
+                sending.close()  # never awaited: nothing was sent
+            raise breaker.refusal()
+        try:
+            reply = await sending
+        except StoreUnavailable as exc:
+            breaker.failed(ticket, exc)
+            raise
+        except Exception:  # Redis answered, with an error
+            breaker.succeeded(ticket)
+            raise
+        except BaseException:
+            breaker.abandoned(ticket)
+            raise
+        breaker.succeeded(ticket)
+        return reply
+
+    async def _send_runs_past_breaker(self, commands: list[Any]) -> list[Any]:
+        """``_send_runs``, or each run refused at once while the breaker is open."""
+        if self._watch is not None and await self._watch.switched():
+            # The sentinels named a new master: no call may go to the old one.
+            await self.client.connection_pool.disconnect()
+        breaker = self.breaker
+        ticket = breaker.admit() if breaker.is_open else CLOSED
+        if ticket == REFUSED:
+            return [breaker.refusal()] * len(commands)
+        try:
+            replies = await self._send_runs(commands)
+        except BaseException:
+            breaker.abandoned(ticket)
+            raise
+        down = next((r for r in replies if isinstance(r, StoreUnavailable)), None)
+        if down is not None:
+            breaker.failed(ticket, down)
+        else:
+            breaker.succeeded(ticket)
+        return replies
+
+    async def _delete(self, keys: list[bytes]) -> None:
+        try:
+            await self.client.delete(*keys)
+        except ERRORS as exc:
+            raise map_error(exc) from exc
 
     async def _send_one(self, command: list[Any]) -> Any:
         """One command's reply; any error raised as a bucketcore error."""

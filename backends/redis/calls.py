@@ -195,6 +195,7 @@ class Decide:
         "args",
         "calls",
         "cost",
+        "key",
         "keys",
         "limits",
         "mode",
@@ -207,6 +208,7 @@ class Decide:
         self, calls: Calls, mode: bytes, key: Key, limits: tuple[Limit, ...], cost: int
     ) -> None:
         self.calls, self.mode, self.limits, self.cost = calls, mode, limits, cost
+        self.key = key
         self.started = time.monotonic_ns()
         self.tag = tag = escape_key(key)
         self.answer: Decision | bool | None = None
@@ -236,8 +238,6 @@ class Decide:
     def finish(self, reply: Any) -> Decision | bool:
         """The answer the reply gives."""
         calls = self.calls
-        if calls.policy.outage:
-            calls.policy.recovered(self.started)
         if self.mode != TRY:
             started = self.started if self.mode == ACQUIRE else 0
             return calls.decision(self.tag, self.limits, self.plans, self.cost, reply, started)
@@ -252,8 +252,10 @@ class Decide:
 
     def fail(self, exc: StoreUnavailable) -> Decision | bool:
         """The failure policy's answer (or ``exc`` raised)."""
-        decision = self.calls.policy.degraded(self.limits, self.cost, exc)
-        return decision.allowed if self.mode == TRY else decision
+        mode = self.mode
+        policy = self.calls.policy
+        decision = policy.degraded(self.key, self.limits, self.cost, exc, peek=mode == PEEK)
+        return decision.allowed if mode == TRY else decision
 
 
 class Refund:

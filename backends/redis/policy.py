@@ -9,26 +9,27 @@ once the cached denial has run out (tokens can otherwise only appear with
 time).
 
 ``FailurePolicy``: what a call answers when Redis is unavailable
-(``on_error=raise|allow|deny``); it logs once when an outage begins and
-once when it ends.
+(``on_error=raise|allow|deny|local``). The outage's log lines are the
+circuit breaker's (``breaker``).
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import threading
-import time
 
 from bucketcore._gcra import NEVER, as_stored, decision_from_steps, evaluate
+from bucketcore._keys import Key
 from bucketcore.decision import Decision, from_nanoseconds, make_decision
-from bucketcore.errors import StoreUnavailable
+from bucketcore.errors import BucketError, StoreUnavailable
 from bucketcore.limit import Limit
+from bucketcore.memory import MemoryStore
 
+from .breaker import Breaker
+from .options import Settings
 from .script import Plan
 
-__all__ = ["DenyCache", "FailurePolicy"]
-
-_LOG = logging.getLogger("bucketcore.redis")
+__all__ = ["DenyCache", "FailurePolicy", "breaker_for"]
 
 
 class DenyCache:
@@ -104,39 +105,59 @@ class DenyCache:
 
 
 class FailurePolicy:
-    """``on_error``: raise, or decide every call alike while Redis is unavailable.
+    """``on_error``: raise, or decide the calls made while Redis is unavailable.
+
+    ``allow`` and ``deny`` answer every call alike; ``local`` decides in an
+    in-process ``MemoryStore`` with the same limits, made at the first
+    failure and dropped when Redis is back (``forget_local``), so each
+    outage starts from full buckets. Every such answer is ``degraded``.
 
     >>> policy = FailurePolicy("deny")
-    >>> decision = policy.degraded((Limit(1, 2.0),), 1, StoreUnavailable("down"))
-    >>> decision.allowed, round(decision.retry_after, 3), decision.degraded, policy.outage
-    (False, 2.0, True, True)
+    >>> decision = policy.degraded("k", (Limit(1, 2.0),), 1, StoreUnavailable("down"))
+    >>> decision.allowed, round(decision.retry_after, 3), decision.degraded
+    (False, 2.0, True)
+    >>> local = FailurePolicy("local")
+    >>> [local.degraded("k", (Limit(2, 60.0),), 1, StoreUnavailable("down")).allowed
+    ...  for _ in range(3)]
+    [True, True, False]
     """
 
-    __slots__ = ("_lock", "_since", "on_error", "outage")
+    __slots__ = ("_local", "_lock", "on_error")
 
     def __init__(self, on_error: str) -> None:
         self.on_error = on_error
-        self.outage = False
-        self._since = 0
+        self._local: MemoryStore | None = None
         self._lock = threading.Lock()
 
-    def degraded(self, limits: tuple[Limit, ...], cost: int, exc: StoreUnavailable) -> Decision:
-        """The answer while Redis is unavailable (or ``exc`` raised, under ``raise``)."""
-        if self.on_error == "raise":
+    def degraded(
+        self,
+        key: Key,
+        limits: tuple[Limit, ...],
+        cost: int,
+        exc: BucketError,
+        *,
+        peek: bool = False,
+        closed: bool = False,
+    ) -> Decision:
+        """The answer while Redis is unavailable (or ``exc`` raised, under ``raise``).
+
+        ``closed``: answer as ``deny`` would even under ``raise`` (a batch
+        that has charged other calls already may not raise).
+        """
+        on_error = self.on_error
+        if on_error == "raise" and not closed:
             raise exc
-        if not self.outage:
-            with self._lock:
-                if not self.outage:
-                    self.outage = True
-                    self._since = time.monotonic_ns()
-                    _LOG.warning(
-                        "Redis is unavailable (%s): on_error=%s decides until it is back",
-                        exc,
-                        self.on_error,
-                    )
-        limit = limits[0]
-        if self.on_error == "allow":
-            return make_decision(True, 0, 0.0, 0.0, limit, degraded=True)
+        if on_error == "local":
+            store = self._local
+            if store is None:
+                with self._lock:
+                    if self._local is None:
+                        self._local = MemoryStore()
+                    store = self._local
+            decision = store.peek(key, limits, cost) if peek else store.acquire(key, limits, cost)
+            return dataclasses.replace(decision, degraded=True)
+        if on_error == "allow":
+            return make_decision(True, 0, 0.0, 0.0, limits[0], degraded=True)
         # Fail closed: say how long the slowest limit would need for the cost.
         waits = [
             NEVER
@@ -152,13 +173,30 @@ class FailurePolicy:
             False, 0, decision.retry_after, decision.reset_after, limit, degraded=True
         )
 
-    def recovered(self, started: int) -> None:
-        """A call that began at ``started`` (monotonic ns) succeeded.
+    def forget_local(self) -> None:
+        """Redis is back: the local buckets served their outage."""
+        self._local = None
 
-        Only a call begun after the outage was noticed ends it: one that was
-        already in flight may still answer, and must not make it log twice.
-        """
-        with self._lock:
-            if self.outage and started > self._since:
-                self.outage = False
-                _LOG.warning("Redis is reachable again: decisions are exact again")
+
+def breaker_for(settings: Settings, policy: FailurePolicy) -> Breaker:
+    """The store's circuit breaker: it ends the policy's local buckets and tells ``on_breaker``.
+
+    >>> breaker = breaker_for(Settings({"on_error": "local"}), FailurePolicy("local"))
+    >>> breaker.what, breaker.is_open
+    ('on_error=local', False)
+    """
+    hook = settings.on_breaker
+
+    def changed(state: str, error: StoreUnavailable | None) -> None:
+        if state == "closed":
+            policy.forget_local()
+        if hook is not None:
+            hook(state, error)
+
+    return Breaker(
+        settings.breaker_cooldown,
+        settings.breaker_max_cooldown,
+        what=f"on_error={settings.on_error}",
+        quiet=settings.on_error == "raise",
+        on_change=changed,
+    )

@@ -167,26 +167,28 @@ class Many:
         self.commands = [command for _, command in self.runs]
 
     def finish(self, replies: list[Any]) -> list[Decision]:
-        """A Decision per request, from each run's reply (or its error)."""
-        failed = False
+        """A Decision per request, from each run's reply (or its error).
+
+        Never raises once a run has charged: the runs that failed beside it
+        are then answered by the failure policy, closed under ``raise``.
+        """
+        charged = not all(isinstance(reply, BucketError) for reply in replies)
         for (chunk, _), reply in zip(self.runs, replies, strict=True):
             if isinstance(reply, BucketError):
-                failed = True
-                self._fail(chunk, reply)
+                self._fail(chunk, reply, charged)
             else:
                 self._finish_run(chunk, reply)
-        policy = self.calls.policy
-        if policy.outage and not failed:
-            policy.recovered(self.started)
         return self.results  # type: ignore[return-value]
 
-    def _fail(self, chunk: list[int], error: BucketError) -> None:
-        if not isinstance(error, StoreUnavailable):
+    def _fail(self, chunk: list[int], error: BucketError, charged: bool) -> None:
+        if not charged and not isinstance(error, StoreUnavailable):
             raise error
         for at in chunk:
             index = self.pending[at][0]
-            _, limits, cost = self.requests[index]
-            self.results[index] = self.calls.policy.degraded(limits, cost, error)
+            key, limits, cost = self.requests[index]
+            self.results[index] = self.calls.policy.degraded(
+                key, limits, cost, error, closed=charged
+            )
 
     def _finish_run(self, chunk: list[int], reply: Any) -> None:
         entries, pending, requests = self.entries, self.pending, self.requests

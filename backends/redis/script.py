@@ -33,6 +33,7 @@ __all__ = [
     "TRY",
     "Plan",
     "Plans",
+    "as_eval",
     "convert",
     "merge",
     "merge_converted",
@@ -266,15 +267,17 @@ def reload_missing(commands: list[Any], replies: list[Any]) -> list[int]:
 
     NOSCRIPT (after a restart, a failover or ``SCRIPT FLUSH``) means the
     script did not run, so nothing was charged: loading it and sending
-    those commands once more decides each exactly once. This and
-    ``reload``/``merge`` do no I/O, so the sync and async stores recover
-    alike, for one call or for runs, on a server or a cluster node.
+    those commands once more, as ``EVAL`` with the script's text (which
+    cannot meet NOSCRIPT, even if the cache is flushed again meanwhile),
+    decides each exactly once. This and ``reload``/``merge`` do no I/O, so
+    the sync and async stores recover alike, for one call or for runs, on a
+    server or a cluster node.
 
-    >>> commands = [["EVALSHA", "x"], ["EVALSHA", "y"]]
+    >>> commands = [["EVALSHA", SCRIPT_SHA, 1, b"k"], ["EVALSHA", SCRIPT_SHA, 1, b"j"]]
     >>> replies = [1, NoScriptError("NOSCRIPT")]
     >>> missing = reload_missing(commands, replies)
-    >>> [command[:2] for command in reload(commands, missing)]
-    [['SCRIPT', 'LOAD'], ['EVALSHA', 'y']]
+    >>> [command[0] for command in reload(commands, missing)]
+    ['SCRIPT', 'EVAL']
     >>> merge(replies, missing, ["<sha>", 7])
     [1, 7]
     """
@@ -282,8 +285,8 @@ def reload_missing(commands: list[Any], replies: list[Any]) -> list[int]:
 
 
 def reload(commands: list[Any], missing: list[int]) -> list[Any]:
-    """SCRIPT LOAD, then the commands that found no script, in one write."""
-    return [["SCRIPT", "LOAD", SCRIPT]] + [commands[i] for i in missing]
+    """SCRIPT LOAD, then the commands that found no script as ``EVAL``, in one write."""
+    return [["SCRIPT", "LOAD", SCRIPT]] + [as_eval(commands[i]) for i in missing]
 
 
 def merge(replies: list[Any], missing: list[int], again: list[Any]) -> list[Any]:
@@ -291,3 +294,26 @@ def merge(replies: list[Any], missing: list[int], again: list[Any]) -> list[Any]
     for i, reply in zip(missing, again[1:], strict=True):
         replies[i] = reply
     return replies
+
+
+_EVALSHA_HEAD = resp([b"EVALSHA", SCRIPT_SHA.encode()])
+_EVAL_HEAD = resp([b"EVAL", SCRIPT])
+
+
+def as_eval(command: Any) -> Any:
+    r"""An ``EVALSHA`` of the script (a list, or packed already) as ``EVAL`` with its text.
+
+    >>> as_eval(["EVALSHA", SCRIPT_SHA, 1, b"k", b"a"])[2:]
+    [1, b'k', b'a']
+    >>> packed_run = b"*3\r\n" + _EVALSHA_HEAD + b"$1\r\n0\r\n"
+    >>> as_eval(packed_run) == b"*3\r\n" + _EVAL_HEAD + b"$1\r\n0\r\n"
+    True
+    """
+    if type(command) is bytes:
+        head_end = command.index(b"\r\n") + 2  # after "*<count>"
+        if not command.startswith(_EVALSHA_HEAD, head_end):
+            raise ValueError("not a packed EVALSHA of the bucketcore script")
+        return command[:head_end] + _EVAL_HEAD + command[head_end + len(_EVALSHA_HEAD) :]
+    if command[0] != "EVALSHA" or command[1] != SCRIPT_SHA:
+        raise ValueError("not an EVALSHA of the bucketcore script")
+    return ["EVAL", SCRIPT, *command[2:]]

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+import redis.sentinel
 from redis.exceptions import ResponseError
 
 from bucketcore._keys import Key
@@ -23,11 +24,14 @@ from bucketcore.errors import BucketError, ConfigurationError, StoreUnavailable
 from bucketcore.limit import Limit
 from bucketcore.store import Request
 
+from .breaker import CLOSED, REFUSED
 from .calls import Calls, Decide, Refund
 from .errors import ERRORS, chained, is_redirect, map_error
 from .options import Settings
+from .policy import breaker_for
 from .runs import Many
 from .script import convert, merge, merge_converted, packed, reload, reload_missing, stale
+from .sentinel import SwitchWatch
 
 _CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
 
@@ -59,12 +63,22 @@ class RedisStore:
             raise ConfigurationError(f"client must be a redis-py client, got {client!r}")
         settings = Settings(options).only_store_options("RedisStore")
         self.calls = Calls(settings, cluster)
+        self.breaker = breaker_for(settings, self.calls.policy)
         self.client = client
         self._closed = False
         self._owned = False
         # Connections this store took from the client's pool and keeps: the
-        # pool's own bookkeeping costs about as much as the round trip.
+        # pool's own bookkeeping costs about as much as the round trip. A
+        # store dropped without close() gives them back (the pool is the user's).
         self._idle: list[Any] = []
+        if not cluster:
+            self._release = weakref.finalize(self, _give_back, client.connection_pool, self._idle)
+        pool = getattr(client, "connection_pool", None)
+        self._watch = (
+            SwitchWatch(pool.sentinel_manager, pool.service_name)
+            if isinstance(pool, redis.sentinel.SentinelConnectionPool)
+            else None
+        )
         _STORES.add(self)
 
     # the Store contract
@@ -80,7 +94,25 @@ class RedisStore:
 
     def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
         many = Many(self.calls, requests)
-        return many.finish(self._send_runs(many.commands))
+        if not many.commands:
+            return many.finish([])
+        if self._watch is not None and self._watch.switched():
+            self._forget_master()
+        breaker = self.breaker
+        ticket = breaker.admit() if breaker.is_open else CLOSED
+        if ticket == REFUSED:
+            return many.finish([breaker.refusal()] * len(many.commands))
+        try:
+            replies = self._send_runs(many.commands)
+        except BaseException:
+            breaker.abandoned(ticket)
+            raise
+        down = next((r for r in replies if isinstance(r, StoreUnavailable)), None)
+        if down is not None:
+            breaker.failed(ticket, down)
+        else:
+            breaker.succeeded(ticket)
+        return many.finish(replies)
 
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         self._run(self.calls.refund(key, limits, tokens))
@@ -89,19 +121,19 @@ class RedisStore:
         self._run(self.calls.drain(key, limits, seconds_ns))
 
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
-        try:
-            self.client.delete(*self.calls.reset(key, limits))
-        except ERRORS as exc:
-            raise map_error(exc) from exc
+        self._past_breaker(self._delete, self.calls.reset(key, limits))
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        idle, self._idle = self._idle, []
         if not self.calls.cluster:
-            for conn in idle:
-                self.client.connection_pool.release(conn)
+            self._release()
+        if self._watch is not None:
+            self._watch.close()
+            if self._owned:  # the sentinels' clients are ours too
+                for sentinel in self.client.connection_pool.sentinel_manager.sentinels:
+                    sentinel.close()
         if self._owned:
             self.client.close()
 
@@ -111,10 +143,44 @@ class RedisStore:
         if call.answer is not None:
             return call.answer
         try:
-            reply = self._send_one(call.command)
+            reply = self._past_breaker(self._send_one, call.command)
         except StoreUnavailable as exc:
             return call.fail(exc)
         return call.finish(reply)
+
+    def _past_breaker(self, send: Callable[[Any], Any], what: Any) -> Any:
+        """``send(what)``, or ``StoreUnavailable`` at once while the breaker is open."""
+        if self._watch is not None and self._watch.switched():
+            self._forget_master()
+        breaker = self.breaker
+        ticket = breaker.admit() if breaker.is_open else CLOSED
+        if ticket == REFUSED:
+            raise breaker.refusal()
+        try:
+            reply = send(what)
+        except StoreUnavailable as exc:
+            breaker.failed(ticket, exc)
+            raise
+        except Exception:  # Redis answered, with an error
+            breaker.succeeded(ticket)
+            raise
+        except BaseException:
+            breaker.abandoned(ticket)
+            raise
+        breaker.succeeded(ticket)
+        return reply
+
+    def _forget_master(self) -> None:
+        """The sentinels named a new master: no call may go to the old one on a kept connection."""
+        pool = self.client.connection_pool
+        _give_back(pool, self._idle)
+        pool.disconnect()
+
+    def _delete(self, keys: list[bytes]) -> None:
+        try:
+            self.client.delete(*keys)
+        except ERRORS as exc:
+            raise map_error(exc) from exc
 
     def _send_one(self, command: list[Any]) -> Any:
         """One command's reply; any error raised as a bucketcore error."""
@@ -261,6 +327,12 @@ def _freshen(conn: Any) -> None:
     conn.connect()
 
 
+def _give_back(pool: Any, idle: list[Any]) -> None:
+    """Return a store's kept connections to its client's pool (on close, or when dropped)."""
+    while idle:
+        pool.release(idle.pop())
+
+
 _STORES: weakref.WeakSet[RedisStore] = weakref.WeakSet()
 
 
@@ -268,7 +340,7 @@ def _forget_connections_after_fork() -> None:
     # A child must not share its parent's sockets: let the pool, which checks
     # the pid itself, make new ones.
     for store in list(_STORES):
-        store._idle = []
+        store._idle.clear()
 
 
 os.register_at_fork(after_in_child=_forget_connections_after_fork)

@@ -1,7 +1,8 @@
 """What connects the core to other code (docs/design.md §5).
 
 ``http`` is the one HTTP decision step (key, limits, decision or store
-error → hook event, headers, 429/503 answer); ``flask``, ``asgi`` and
+error → hook event, headers, 429/503 answer) and ``policy`` what it is
+asked to limit (specs fixed or per request, checked at start-up); ``flask``, ``asgi`` and
 ``guard`` (``rate_limited``) read their request and write their response
 around it. ``hooks`` and ``prometheus`` report decisions; ``cli`` is the
 ``bucketcore`` command. The core imports nothing from here, and importing

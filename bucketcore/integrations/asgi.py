@@ -11,8 +11,9 @@
         default="100/hour",
     )
 
-The first rule whose path (exact, or a prefix ending in ``*``) and methods
-match decides; a request no rule matches is held to ``default`` if given.
+Every rule whose path pattern (``/pizza``, ``/items/{id}``, ``/api/*``;
+``/x`` and ``/x/`` are one path) and methods match applies; a matching rule
+without a spec exempts; a request no rule matches is held to ``default``.
 Answers are those of ``bucketcore.flask``: the rate-limit headers on every
 limited response, a 429 with ``Retry-After`` and a JSON body on denial, a 503
 when the store fails (or the request passes, ``on_store_error="pass"``).
@@ -51,15 +52,19 @@ from bucketcore.errors import ConfigurationError
 from bucketcore.integrations.hooks import Hooks, hooks_tuple
 from bucketcore.integrations.http import (
     Answer,
-    Check,
-    LimitSpec,
+    DeniedHook,
+    Options,
+    Policy,
+    PoolRegistry,
+    RequestSpec,
     api_key,
     basic_auth_user,
     bounded_key,
     check_on_store_error,
-    decide_async,
-    limits_from,
+    decide_request_async,
+    methods_from,
 )
+from bucketcore.integrations.paths import PathPattern
 from bucketcore.limit import Limit
 from bucketcore.limiter import AsyncLimiter
 
@@ -71,6 +76,7 @@ __all__ = [
     "by_header",
     "by_ip",
     "by_user",
+    "route_templates",
     "rule",
 ]
 
@@ -135,60 +141,131 @@ by_api_key: ScopeKeyFunc = by_header("X-API-Key")
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Requests to ``path`` (with one of ``methods``) are held to ``limits``.
+    """Requests to ``pattern`` (with one of ``methods``) are held to ``policy``.
 
-    Make them with ``rule()``; ``limits == ()`` means exempt.
+    Make them with ``rule()``; ``policy is None`` means exempt.
     """
 
-    path: str
-    limits: tuple[Limit, ...]
-    key: ScopeKeyFunc | None
+    pattern: PathPattern
+    policy: Policy[Scope] | None
     methods: frozenset[str] | None
-    cost: int
 
-    def matches(self, path: str, method: str) -> bool:
-        """True when this rule is for ``method path``.
+    @property
+    def path(self) -> str:
+        """The pattern as written."""
+        return self.pattern.pattern
+
+    @property
+    def limits(self) -> tuple[Limit, ...]:
+        """The fixed limits (``()`` when exempt or decided per request)."""
+        return () if self.policy is None else self.policy.limits or ()
+
+    def matches(self, path: str, method: str, template: str | None = None) -> bool:
+        """True when this rule is for ``method path`` (routed to ``template``).
 
         >>> rule("/api/*", "1/s").matches("/api/users", "GET")
+        True
+        >>> rule("/items/{id}", "1/s", methods="POST").matches("/items/7/", "POST")
         True
         """
         if self.methods is not None and method not in self.methods:
             return False
-        if self.path.endswith("*"):
-            return path.startswith(self.path[:-1])
-        return path == self.path
+        return self.pattern.matches(path, template)
 
 
 def rule(
     path: str,
-    spec: LimitSpec | None = None,
+    spec: RequestSpec[Scope] | None = None,
     *,
     name: str | None = None,
     key: ScopeKeyFunc | None = None,
-    methods: Iterable[str] | None = None,
-    cost: int = 1,
+    methods: str | Iterable[str] | None = None,
+    cost: int | Callable[[Scope], int] = 1,
+    exempt_when: Callable[[Scope], bool] | None = None,
 ) -> Rule:
     """A route rule: ``rule("/pizza", "7/30s", name="general")``; no spec exempts.
 
+    ``path``: ``/pizza``, ``/items/{id}`` or ``/api/*`` (``bucketcore.
+    integrations.paths``); ``spec`` may be a function of the scope (a
+    plan); ``methods``: ``"POST"`` or ``["GET", "POST"]``; ``cost`` an int
+    or a function of the scope; ``exempt_when(scope)`` True skips the rule.
+
     >>> rule("/healthz").limits
     ()
+    >>> rule("/x", "1/s", methods="PSOT")
+    Traceback (most recent call last):
+    ...
+    bucketcore.errors.ConfigurationError: 'PSOT' is not an HTTP method (methods: 'POST' or ...
     """
-    if type(path) is not str or not path.startswith("/"):
-        raise ConfigurationError(f"a rule's path starts with '/', got {path!r}")
-    if type(cost) is not int or cost < 1:
-        raise ConfigurationError(f"cost must be an int >= 1, got {cost!r}")
-    if spec is None and name is not None:
-        raise ConfigurationError(f"rule {path!r} has a name but no limit")
-    limits = () if spec is None else limits_from(spec, name=name)
-    allowed = None if methods is None else frozenset(m.upper() for m in methods)
-    return Rule(path, limits, key, allowed, cost)
+    pattern = PathPattern(path)
+    allowed = methods_from(methods)
+    if spec is None:
+        if name is not None:
+            raise ConfigurationError(f"rule {path!r} has a name but no limit")
+        return Rule(pattern, None, allowed)
+    policy = Policy(spec, name=name, key=key, cost=cost, exempt_when=exempt_when)
+    return Rule(pattern, policy, allowed)
+
+
+def route_templates(app: object) -> list[str] | None:
+    """The path templates of a Starlette/FastAPI app's routes; None if unknown.
+
+    >>> route_templates(object()) is None
+    True
+    """
+    routes = getattr(app, "routes", None)
+    if routes is None:
+        return None
+    templates: list[str] = []
+    for route in routes:
+        path = getattr(route, "path", None)
+        if not isinstance(path, str):
+            return None  # a Host or a custom route: what it serves cannot be known
+        inner = getattr(route, "routes", None)
+        if inner is None:
+            templates.append(path)
+            continue
+        nested = route_templates(route)
+        if nested is None or not nested:
+            templates.append(path.rstrip("/") + "/{rest:path}")  # a mounted app
+        else:
+            templates.extend(path.rstrip("/") + template for template in nested)
+    return templates
+
+
+def _route_template(routes: Sequence[Any], scope: Scope) -> str | None:
+    """The template of the route Starlette will pick for ``scope``, if any."""
+    partial = None
+    for route in routes:
+        match, child = route.matches(scope)
+        level = getattr(match, "value", 0)  # Starlette's Match: NONE 0, PARTIAL 1, FULL 2
+        if level == 0:
+            continue
+        inner = getattr(route, "routes", None)
+        template = str(route.path)
+        if inner:
+            below = _route_template(inner, {**scope, **child})
+            template = template.rstrip("/") + (below or "/{rest:path}")
+        if level == 2:
+            return template
+        partial = partial or template
+    return partial
 
 
 class RateLimitMiddleware:
-    """Check each HTTP request against the first matching ``rule``.
+    """Check each HTTP request against the matching ``rule``s.
+
+    Every rule whose path and methods match applies, in order (all or
+    nothing: a request denied by one gets back what the others took); a
+    matching exempt rule (no spec) exempts the request; a request no rule
+    matches is held to ``default`` if given. Patterns are checked against
+    the app's routes at start-up (at construction when given a Starlette
+    app, else at lifespan start-up): one no route could reach is refused.
 
     ``limiter`` is an ``AsyncLimiter`` (default: ``AsyncLimiter.from_env()``,
-    opened on the first request). See the module docstring for the rest.
+    opened on the first request). ``shadow=True`` decides and reports but
+    never denies; ``enabled=False`` (or ``BUCKETCORE_DISABLED=1``) turns it
+    off; ``on_denied(decision)`` returns the ``Answer`` to a denial.
     """
 
     def __init__(
@@ -197,11 +274,14 @@ class RateLimitMiddleware:
         *,
         limiter: AsyncLimiter | None = None,
         rules: Sequence[Rule] = (),
-        default: LimitSpec | None = None,
+        default: RequestSpec[Scope] | None = None,
         default_name: str = "default",
         key: ScopeKeyFunc = by_ip,
         on_store_error: str = "503",
         on_decision: Hooks = None,
+        shadow: bool = False,
+        enabled: bool = True,
+        on_denied: DeniedHook | None = None,
     ) -> None:
         if limiter is not None and not isinstance(limiter, AsyncLimiter):
             raise ConfigurationError(f"limiter must be an AsyncLimiter, got {limiter!r}")
@@ -214,10 +294,24 @@ class RateLimitMiddleware:
         self._limiter = limiter
         self._owns_limiter = limiter is None
         self._rules = tuple(rules)
-        self._default = None if default is None else rule("/*", default, name=default_name)
-        self._key = key
-        self._policy = check_on_store_error(on_store_error)
-        self._hooks = hooks_tuple(on_decision)
+        self._default = None if default is None else Policy(default, name=default_name)
+        self._options: Options[Scope] = Options(
+            key=key,
+            fallback=by_ip,
+            on_store_error=check_on_store_error(on_store_error),
+            hooks=hooks_tuple(on_decision),
+            shadow=shadow,
+            enabled=enabled,
+            on_denied=on_denied,
+        )
+        pools = PoolRegistry()
+        if self._default is not None and self._default.limits is not None:
+            pools.register(self._default.limits, "in the default")
+        for checked in self._rules:
+            pools.register(checked.limits, f"at rule {checked.path!r}")
+        self._validated: set[int] = set()
+        self._templates: dict[tuple[str, str, str], str | None] = {}
+        self._validate(app)
 
     @property
     def limiter(self) -> AsyncLimiter:
@@ -226,46 +320,83 @@ class RateLimitMiddleware:
             self._limiter = AsyncLimiter.from_env()
         return self._limiter
 
-    def _rule_for(self, path: str, method: str) -> Rule | None:
-        for candidate in self._rules:
-            if candidate.matches(path, method):
-                return candidate
-        return self._default
+    def _validate(self, app: object) -> None:
+        """Refuse a rule no route of ``app`` could ever reach (once per app)."""
+        if id(app) in self._validated:
+            return
+        templates = route_templates(app)
+        self._validated.add(id(app))
+        if templates is None:
+            return
+        for checked in self._rules:
+            if not any(checked.pattern.could_match(template) for template in templates):
+                known = ", ".join(templates[:8]) + (", ..." if len(templates) > 8 else "")
+                raise ConfigurationError(
+                    f"rule {checked.path!r} matches none of the app's routes ({known}): "
+                    "it would never limit anything"
+                )
+
+    def _template(self, scope: Scope) -> str | None:
+        app = scope.get("app")
+        routes = getattr(app, "routes", None)
+        if not routes:
+            return None
+        cache_key = (scope["method"], scope["path"], scope.get("root_path", ""))
+        if cache_key not in self._templates:
+            if len(self._templates) >= 4096:  # bounded: clients choose the paths
+                self._templates.clear()
+            self._templates[cache_key] = _route_template(routes, scope)
+        return self._templates[cache_key]
+
+    def _policies(self, scope: Scope) -> list[Policy[Scope]]:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        template = self._template(scope)
+        matched = [r for r in self._rules if r.matches(path, method, template)]
+        if not matched:
+            return [] if self._default is None else [self._default]
+        policies = [r.policy for r in matched]
+        if any(policy is None for policy in policies):
+            return []  # exempt
+        return [policy for policy in policies if policy is not None]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" and self._owns_limiter:
-            await self.app(scope, receive, self._close_on_shutdown(send))
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(scope, send))
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        chosen = self._rule_for(path, scope["method"])
-        if chosen is None or not chosen.limits:
+        if "app" in scope:
+            self._validate(scope["app"])
+        policies = self._policies(scope)
+        if not policies:
             await self.app(scope, receive, send)
             return
-        check = Check(
-            (chosen.key or self._key)(scope) or by_ip(scope),
-            chosen.limits,
-            cost=chosen.cost,
-            source=path,
-            on_store_error=self._policy,
-            hooks=self._hooks,
+        verdict = await decide_request_async(
+            self.limiter, policies, scope, self._options, source=scope["path"]
         )
-        verdict = await decide_async(self.limiter, check)
         if verdict.answer is not None:
             await _respond(send, verdict.answer)
         else:
             await self.app(scope, receive, _with_headers(send, verdict.headers))
 
-    def _close_on_shutdown(self, send: Send) -> Send:
-        async def send_closing(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete" and self._limiter is not None:
+    def _lifespan_send(self, scope: Scope, send: Send) -> Send:
+        """``send``, refusing to start with a rule no route reaches, closing what it opened."""
+
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and "app" in scope:
+                try:
+                    self._validate(scope["app"])
+                except ConfigurationError as exc:
+                    message = {"type": "lifespan.startup.failed", "message": str(exc)}
+            closing = message["type"] == "lifespan.shutdown.complete" and self._owns_limiter
+            if closing and self._limiter is not None:
                 limiter, self._limiter = self._limiter, None
                 await limiter.close()
             await send(message)
 
-        return send_closing
+        return lifespan_send
 
 
 def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

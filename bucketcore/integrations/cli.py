@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from bucketcore import __version__
+from bucketcore._urls import redacted
 from bucketcore.decision import Decision
 from bucketcore.errors import BucketError, ConfigurationError
 from bucketcore.limit import Limit
@@ -107,11 +108,11 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     with Limiter(args.url) as limiter:
         states = [bucket_state(limit, limiter.peek(args.key, limit)) for limit in limits]
     if args.json:
-        json.dump({"url": args.url, "key": args.key, "buckets": states}, out, indent=2)
+        json.dump({"url": redacted(args.url), "key": args.key, "buckets": states}, out, indent=2)
         out.write("\n")
         return 0
     for state in states:
-        out.write(f"{state['limit']}  key {args.key!r}  on {args.url}\n")
+        out.write(f"{state['limit']}  key {args.key!r}  on {redacted(args.url)}\n")
         out.write(f"  tokens       {state['tokens']} of {state['burst']}\n")
         wait = state["next_token_in"]
         if wait is None:
@@ -127,7 +128,7 @@ def _reset(args: argparse.Namespace, out: TextIO) -> int:
     with Limiter(args.url) as limiter:
         for limit in limits:
             limiter.reset(args.key, limit)
-            out.write(f"reset {limit} for key {args.key!r} on {args.url}\n")
+            out.write(f"reset {limit} for key {args.key!r} on {redacted(args.url)}\n")
     return 0
 
 
@@ -137,7 +138,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigurationError(f"--requests must be >= 1, got {args.requests}")
     # A fresh key each run, reset afterwards: the demo never touches real clients.
     key = f"bucketcore-demo:{time.time_ns()}"
-    out.write(f"{args.requests} requests against {limit} on {args.url}\n")
+    out.write(f"{args.requests} requests against {limit} on {redacted(args.url)}\n")
     with Limiter(args.url) as limiter:
         try:
             for number in range(1, args.requests + 1):

@@ -33,31 +33,31 @@ so leaving credentials out is never a way around a limit.
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import flask
 
-from bucketcore.decision import Decision
-from bucketcore.errors import ConfigurationError, RateLimited, StoreError
+from bucketcore.errors import ConfigurationError, RateLimited
 from bucketcore.integrations.hooks import Hooks, hooks_tuple
 from bucketcore.integrations.http import (
     Answer,
-    Check,
+    DeniedHook,
     LimitSpec,
+    Options,
+    Policy,
+    PoolRegistry,
     api_key,
     basic_auth_user,
-    binding_decision,
     bounded_key,
     check_on_store_error,
-    decide,
+    decide_request,
     denied,
     limits_from,
 )
-from bucketcore.limit import Limit
 from bucketcore.limiter import Limiter
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
 
 KeyFunc = Callable[[], str | None]
 View = TypeVar("View", bound=Callable[..., Any])
+T = TypeVar("T")
 
 _RULES = "__bucketcore_rules__"
 _EXEMPT = "__bucketcore_exempt__"
@@ -123,16 +124,64 @@ by_api_key: KeyFunc = by_header("X-API-Key")
 """The ``X-API-Key`` header, as a digest (the store never sees the secret)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    limits: tuple[Limit, ...]
-    key: KeyFunc | None  # None: the extension's key function
-    cost: int | Callable[[], int]
-    exempt_when: Callable[[], bool] | None
+def _of_request(func: Callable[[], T]) -> Callable[[object], T]:
+    """A Flask function (no argument: it reads ``flask.request``) as one of the request."""
+
+    def of_request(request: object) -> T:
+        return func()
+
+    of_request.__qualname__ = getattr(func, "__qualname__", repr(func))
+    return of_request
+
+
+def _policy(
+    spec: LimitSpec | Callable[[], LimitSpec],
+    name: str | None,
+    key: KeyFunc | None,
+    cost: int | Callable[[], int],
+    exempt_when: Callable[[], bool] | None,
+) -> Policy[object]:
+    for what, func in (("key", key), ("exempt_when", exempt_when)):
+        if func is not None and not callable(func):
+            raise ConfigurationError(f"{what} must be a function, got {func!r}")
+    return Policy(
+        _of_request(spec) if callable(spec) else spec,
+        name=name,
+        key=None if key is None else _of_request(key),
+        cost=_of_request(cost) if callable(cost) else cost,
+        exempt_when=None if exempt_when is None else _of_request(exempt_when),
+    )
+
+
+def _guarded(view: View) -> View:
+    """``view``, refusing to run unlimited in an app without ``BucketCore``."""
+
+    def refuse() -> None:
+        if _EXTENSION not in flask.current_app.extensions:
+            raise ConfigurationError(
+                f"view {view.__qualname__!r} has @limit but its app has no BucketCore(app): "
+                "it would run unlimited"
+            )
+
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+            refuse()
+            return await view(*args, **kwargs)
+
+        return guarded_async  # type: ignore[return-value]
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        refuse()
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
 
 
 def limit(
-    spec: LimitSpec,
+    spec: LimitSpec | Callable[[], LimitSpec],
     *,
     name: str | None = None,
     key: KeyFunc | None = None,
@@ -141,24 +190,26 @@ def limit(
 ) -> Callable[[View], View]:
     """Hold a view to ``spec`` (``"7/30s"``, ``"10/s; 1000/day"``, Limits).
 
-    ``name`` makes the limit a pool shared by every view naming it; ``key``
-    overrides the extension's key function; ``cost`` (an int or a function
-    of the request) is the tokens one request takes; ``exempt_when`` skips
-    the check when it returns True. Several ``@limit`` on one view are all
-    checked, top to bottom; a request denied by one gets back what the
-    others took.
+    ``spec`` may be a function (of ``flask.request``) returning one: a
+    user's plan. ``name`` makes the limit a pool shared by every view
+    naming it; ``key`` overrides the extension's key function; ``cost``
+    (an int or a function of the request) is the tokens one request takes;
+    ``exempt_when`` skips the check when it returns True. Several
+    ``@limit`` on one view are all checked, top to bottom; a request denied
+    by one gets back what the others took. A cost above a burst is refused
+    here; the view refuses to run in an app without ``BucketCore``.
 
     >>> limit("7/30s", name="general")(lambda: "ok").__bucketcore_rules__[0].limits[0].name
     'general'
     """
-    limits = limits_from(spec, name=name)
-    if not callable(cost) and (type(cost) is not int or cost < 1):
-        raise ConfigurationError(f"cost must be an int >= 1 or a function, got {cost!r}")
-    rule = _Rule(limits, key, cost, exempt_when)
+    policy = _policy(spec, name, key, cost, exempt_when)
 
     def decorate(view: View) -> View:
-        rules: list[_Rule] = getattr(view, _RULES, [])
-        setattr(view, _RULES, [rule, *rules])  # decorators apply bottom-up; check top-down
+        rules: list[Policy[object]] | None = getattr(view, _RULES, None)
+        if rules is None:
+            view = _guarded(view)
+            rules = []
+        setattr(view, _RULES, [policy, *rules])  # decorators apply bottom-up; check top-down
         return view
 
     return decorate
@@ -183,10 +234,14 @@ class BucketCore:
 
     ``limiter`` defaults to a ``Limiter`` on the app's ``BUCKETCORE_URL``
     config, else the ``BUCKETCORE_URL`` environment variable, else
-    ``memory://``. ``key`` names the client (default
-    ``by_ip``); ``default`` limits every view without its own ``@limit``
-    (one pool, named ``default_name``). ``on_store_error``: ``"503"``
-    (fail closed) or ``"pass"`` (serve the request unlimited).
+    ``memory://``. ``key`` names the client (default ``by_ip``);
+    ``default`` limits every view without its own ``@limit`` (one pool,
+    named ``default_name``). ``on_store_error``: ``"503"`` (fail closed) or
+    ``"pass"`` (serve the request unlimited). ``shadow=True`` decides and
+    reports but never denies; ``enabled=False`` (or ``BUCKETCORE_DISABLED=1``)
+    turns it off; ``on_denied(decision)`` returns the ``Answer`` to a denial.
+    Views are checked as they are registered: a pool conflict is refused
+    then, with the two views named.
 
     >>> app = flask.Flask("doc")
     >>> BucketCore(app, default="100/hour").limiter is app.extensions["bucketcore"].limiter
@@ -199,22 +254,34 @@ class BucketCore:
         *,
         limiter: Limiter | None = None,
         key: KeyFunc = by_ip,
-        default: LimitSpec | None = None,
+        default: LimitSpec | Callable[[], LimitSpec] | None = None,
         default_name: str = "default",
         on_store_error: str = "503",
         on_decision: Hooks = None,
         exempt_when: Callable[[], bool] | None = None,
+        shadow: bool = False,
+        enabled: bool = True,
+        on_denied: DeniedHook | None = None,
     ) -> None:
         if not callable(key):
             raise ConfigurationError(f"key must be a function, got {key!r}")
         self._limiter = limiter
-        self._key = key
-        self._default: tuple[_Rule, ...] = ()
+        self._default: tuple[Policy[object], ...] = ()
         if default is not None:
-            self._default = (_Rule(limits_from(default, name=default_name), None, 1, None),)
-        self._policy = check_on_store_error(on_store_error)
-        self._hooks = hooks_tuple(on_decision)
+            self._default = (_policy(default, default_name, None, 1, None),)
+        self._options: Options[object] = Options(
+            key=_of_request(key),
+            fallback=_of_request(by_ip),
+            on_store_error=check_on_store_error(on_store_error),
+            hooks=hooks_tuple(on_decision),
+            shadow=shadow,
+            enabled=enabled,
+            on_denied=on_denied,
+        )
         self._exempt_when = exempt_when
+        self._pools = PoolRegistry()
+        for policy in self._default:
+            self._pools.register(policy.limits or (), "in the default")
         if app is not None:
             self.init_app(app)
 
@@ -234,78 +301,68 @@ class BucketCore:
         app.before_request(self._check)
         app.after_request(self._add_headers)
         app.register_error_handler(RateLimited, self._rate_limited)
+        for endpoint, view in app.view_functions.items():
+            self._register(endpoint, view)
+        add_url_rule = app.add_url_rule
+
+        # Views registered later (routes, blueprints) are checked as they come,
+        # so a conflict is refused at start-up, not on some first request.
+        @functools.wraps(add_url_rule)
+        def add_url_rule_checked(*args: Any, **kwargs: Any) -> None:
+            add_url_rule(*args, **kwargs)
+            for endpoint, view in app.view_functions.items():
+                self._register(endpoint, view)
+
+        app.add_url_rule = add_url_rule_checked  # type: ignore[method-assign]
+
+    def _register(self, endpoint: str, view: Callable[..., Any]) -> None:
+        for policy in getattr(view, _RULES, ()):
+            self._pools.register(policy.limits or (), f"at view {endpoint!r}")
 
     def limit(
         self,
-        spec: LimitSpec,
+        spec: LimitSpec | Callable[[], LimitSpec],
         *,
         name: str | None = None,
         key: KeyFunc | None = None,
         cost: int | Callable[[], int] = 1,
         exempt_when: Callable[[], bool] | None = None,
     ) -> Callable[[View], View]:
-        """``bucketcore.flask.limit``, as a method of the extension."""
-        return limit(spec, name=name, key=key, cost=cost, exempt_when=exempt_when)
+        """``bucketcore.flask.limit``, with the pool name checked at once."""
+        decorate = limit(spec, name=name, key=key, cost=cost, exempt_when=exempt_when)
+        if not callable(spec):
+            self._pools.register(limits_from(spec, name=name), "in a limit")
+        return decorate
 
     exempt = staticmethod(exempt)
 
-    def _rules_for(self, view: Callable[..., Any]) -> tuple[_Rule, ...]:
+    def _policies_for(self, view: Callable[..., Any] | None) -> tuple[Policy[object], ...]:
+        if view is None:
+            return self._default
         if getattr(view, _EXEMPT, False):
             return ()
-        rules: list[_Rule] | None = getattr(view, _RULES, None)
-        if rules is None:
-            return self._default
-        return tuple(rules)
+        rules: list[Policy[object]] | None = getattr(view, _RULES, None)
+        return self._default if rules is None else tuple(rules)
 
     def _check(self) -> flask.Response | None:
         endpoint = flask.request.endpoint
         if endpoint is None or endpoint == "static":
             return None
-        view = flask.current_app.view_functions.get(endpoint)
-        rules = self._rules_for(view) if view is not None else self._default
-        if not rules or (self._exempt_when is not None and self._exempt_when()):
+        policies = self._policies_for(flask.current_app.view_functions.get(endpoint))
+        if not policies or (self._exempt_when is not None and self._exempt_when()):
             return None
-        limiter = self.limiter
-        taken: list[Check] = []
-        decisions: list[Decision] = []
-        for rule in rules:
-            if rule.exempt_when is not None and rule.exempt_when():
-                continue
-            check = Check(
-                (rule.key or self._key)() or by_ip(),
-                rule.limits,
-                cost=rule.cost() if callable(rule.cost) else rule.cost,
-                source=endpoint,
-                on_store_error=self._policy,
-                hooks=self._hooks,
-            )
-            verdict = decide(limiter, check)
-            if verdict.answer is not None:
-                self._give_back(taken)
-                if verdict.decision is not None:
-                    flask.g.bucketcore_decisions = [verdict.decision]
-                return _response(verdict.answer)
-            if verdict.decision is not None:  # None: the store failed, policy "pass"
-                decisions.append(verdict.decision)
-                taken.append(check)
-        flask.g.bucketcore_decisions = decisions
+        verdict = decide_request(self.limiter, policies, None, self._options, source=endpoint)
+        if verdict.answer is not None:
+            return _response(verdict.answer)
+        flask.g.bucketcore_headers = verdict.headers
         return None
 
     def _rate_limited(self, error: RateLimited) -> flask.Response:
-        decision = error.decision
-        flask.g.bucketcore_decisions = [decision]
-        return _response(denied(decision))
-
-    def _give_back(self, taken: list[Check]) -> None:
-        """A denied request costs nothing: return what earlier rules took."""
-        for check in taken:
-            # If the store fails now the denial still stands; the tokens refill with time.
-            with contextlib.suppress(StoreError):
-                self.limiter.refund(check.key, *check.limits, tokens=check.cost)
+        flask.g.bucketcore_headers = {}
+        return _response(denied(error.decision))
 
     def _add_headers(self, response: flask.Response) -> flask.Response:
-        decisions: list[Decision] = flask.g.get("bucketcore_decisions", [])
-        if decisions:
-            for name, value in binding_decision(decisions).headers().items():
-                response.headers.setdefault(name, value)
+        headers: dict[str, str] = flask.g.get("bucketcore_headers", {})
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
         return response

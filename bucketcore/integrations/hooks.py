@@ -39,7 +39,8 @@ class DecisionEvent:
     ``key`` is the limiter key (already prefixed by the key function),
     ``limits`` what was checked, ``source`` where (a Flask endpoint, an
     ASGI path, a function's qualified name). ``decision`` is ``None`` only
-    when ``outcome`` is ``"error"``.
+    when ``outcome`` is ``"error"``. ``shadow``: the integration runs in
+    shadow mode, so a ``"denied"`` request was served anyway.
 
     >>> from bucketcore import Limit
     >>> DecisionEvent("k", (Limit(1, 1),), "error", None, RuntimeError("down"), "f").limit_name
@@ -52,10 +53,17 @@ class DecisionEvent:
     decision: Decision | None
     error: BaseException | None
     source: str
+    shadow: bool = False
 
     @classmethod
     def of(
-        cls, key: Key, limits: tuple[Limit, ...], decision: Decision, *, source: str
+        cls,
+        key: Key,
+        limits: tuple[Limit, ...],
+        decision: Decision,
+        *,
+        source: str,
+        shadow: bool = False,
     ) -> DecisionEvent:
         """The event for a decision the store made (or its failure policy).
 
@@ -68,7 +76,7 @@ class DecisionEvent:
             outcome: Outcome = "degraded"
         else:
             outcome = "allowed" if decision.allowed else "denied"
-        return cls(key, limits, outcome, decision, None, source)
+        return cls(key, limits, outcome, decision, None, source, shadow)
 
     @property
     def limit_name(self) -> str:

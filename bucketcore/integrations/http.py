@@ -1,249 +1,134 @@
 """The one HTTP decision step, and what every integration shares with it.
 
-A ``Check`` (key, limits, cost, where, failure policy, hooks) and the
-limiter's answer (a ``Decision``, or the ``StoreError`` it raised) make a
-``Verdict``: the hook event emitted, the headers to add, and either "go on"
-(``answer is None``) or the ``Answer`` to send instead: a 429, or a 503 when
-the store failed. ``verdict`` is that step, without I/O; ``decide`` and
-``decide_async`` ask a ``Limiter`` or an ``AsyncLimiter``, run the step and
-emit its event. The Flask extension, the ASGI middleware and
-``rate_limited`` only read their request and write their response around
-it, so they give the same answers: the same keys for the same client, the
-same 429 body, the same 503 on a store failure.
+An integration reads its request, then asks ``decide_request`` (or
+``decide_request_async``) about its ``Policy`` list with its ``Options``;
+it sends the ``Answer`` it gets back (a 429, a 503, or the user's own
+denial), or calls the application and adds ``headers`` to its response.
+Flask, ASGI, the FastAPI dependency, ``rate_limited`` and Django do
+nothing else, so they give the same answers (docs/design.md §5).
 
->>> from bucketcore import Limit, Limiter
->>> check = Check("ip:127.0.0.1", limits_from("1/minute", name="general"))
+Underneath, a ``Check`` (key, limits, cost, where, failure policy, hooks,
+shadow mode, denial hook) and the limiter's answer (a ``Decision``, or the
+``StoreError`` it raised) make a ``Verdict``: the hook event, the headers
+and either "go on" (``answer is None``) or the ``Answer`` to send instead.
+``verdict`` is that step without I/O; ``decide`` and ``decide_async`` ask a
+``Limiter`` or an ``AsyncLimiter``, run it and tell the hooks.
+
+>>> from bucketcore import Limiter
+>>> plans = {"free": "2/minute", "pro": "10/minute"}
+>>> policies = [Policy(lambda request: plans[request["plan"]], name="api")]
+>>> options = Options(key=lambda request: request["user"])
 >>> limiter = Limiter()
->>> decide(limiter, check).answer is None
-True
->>> decide(limiter, check).answer.status
+>>> free = {"user": "ann", "plan": "free"}
+>>> [decide_request(limiter, policies, free, options).answer for _ in range(2)]
+[None, None]
+>>> decide_request(limiter, policies, free, options).answer.status
 429
+>>> pro = {"user": "bob", "plan": "pro"}
+>>> decide_request(limiter, policies, pro, options).headers["RateLimit-Policy"]
+'"api:10/60s";q=10;w=60'
+
+With ``shadow=True`` the same denial is reported (headers, hook events
+with ``shadow=True``) but the request goes on; ``enabled=False``, the
+``limiting_disabled()`` context or ``BUCKETCORE_DISABLED=1`` turns limiting
+off entirely (nothing is decided, no headers).
+
+>>> from dataclasses import replace
+>>> shadowed = decide_request(limiter, policies, free, replace(options, shadow=True))
+>>> shadowed.answer is None, shadowed.headers["RateLimit"]
+(True, '"api:2/60s";r=0;t=60')
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, overload
+import contextlib
+import functools
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from bucketcore._keys import Key
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreError
-from bucketcore.integrations.hooks import DecisionEvent, Hook, emit
+from bucketcore.integrations.answers import (
+    Answer,
+    DeniedHook,
+    api_key,
+    basic_auth_user,
+    binding_decision,
+    bounded_key,
+    denied,
+    denied_body,
+    unavailable,
+    unavailable_body,
+)
+from bucketcore.integrations.hooks import DecisionEvent, Hook, Hooks, emit, hooks_tuple
+from bucketcore.integrations.policy import (
+    CallbackError,
+    KeyFunction,
+    LimitSpec,
+    Policy,
+    PoolRegistry,
+    RequestSpec,
+    check_cost_fits,
+    check_on_store_error,
+    limiting_disabled,
+    limiting_on,
+    limits_from,
+    methods_from,
+)
 from bucketcore.limit import Limit
 from bucketcore.limiter import AsyncLimiter, Limiter
 
 __all__ = [
     "Answer",
+    "CallbackError",
     "Check",
+    "DeniedHook",
+    "KeyFunction",
     "LimitSpec",
     "OnStoreError",
+    "Options",
+    "Policy",
+    "PoolRegistry",
+    "RequestSpec",
+    "RequestVerdict",
     "Verdict",
     "api_key",
     "basic_auth_user",
     "binding_decision",
     "bounded_key",
+    "check_cost_fits",
     "check_on_store_error",
+    "combined_headers",
     "decide",
     "decide_async",
+    "decide_request",
+    "decide_request_async",
     "denied",
     "denied_body",
+    "limiting_disabled",
+    "limiting_on",
     "limits_from",
+    "methods_from",
     "unavailable_body",
     "verdict",
 ]
 
-LimitSpec = str | Limit | Sequence[Limit]
+R = TypeVar("R")
 # "503": fail closed; "pass": serve the request unlimited; "raise": the
 # StoreError propagates to the caller (rate_limited, which has no response).
 OnStoreError = Literal["503", "pass", "raise"]
 
-# Client-chosen text (user names, header values) becomes a limiter key. Past
-# this size it is replaced by its digest, so no client can make a key that
-# the limiter refuses (4096 bytes) and turn a 429 into a 500.
-_MAX_PLAIN_BYTES = 200
+
+@functools.lru_cache(maxsize=1024)
+def _policy_item(limit: Limit) -> str:
+    """The ``RateLimit-Policy`` item of one limit: ``"name";q=7;w=30``."""
+    return Decision(True, 0, 0.0, 0.0, limit).headers()["RateLimit-Policy"]
 
 
-def bounded_key(prefix: str, value: str) -> str:
-    """``prefix:value``, with an over-long ``value`` replaced by its SHA-256.
-
-    The prefix keeps kinds apart: user "1.2.3.4" is not IP 1.2.3.4.
-
-    >>> bounded_key("user", "alice")
-    'user:alice'
-    >>> bounded_key("user", "x" * 300).startswith("user#")
-    True
-    """
-    raw = value.encode("utf-8", "surrogatepass")
-    if len(raw) <= _MAX_PLAIN_BYTES:
-        return f"{prefix}:{value}"
-    return f"{prefix}#{hashlib.sha256(raw).hexdigest()}"
-
-
-def api_key(value: str) -> str:
-    """The limiter key for an API key: always a digest, never the secret.
-
-    A rate-limit store (Redis, a RocksDB directory) is not a place for
-    credentials, and the digest still tells clients apart.
-
-    >>> api_key("s3cret") == api_key("s3cret") != api_key("other")
-    True
-    """
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    return "api#" + digest[:40]
-
-
-def basic_auth_user(authorization: str | None) -> str | None:
-    """The user name of an HTTP Basic ``Authorization`` header, else None.
-
-    >>> basic_auth_user("Basic " + base64.b64encode(b"alice:pw").decode())
-    'alice'
-    >>> basic_auth_user("Bearer abc") is None, basic_auth_user("Basic !!!") is None
-    (True, True)
-    """
-    if not authorization:
-        return None
-    scheme, _, credentials = authorization.strip().partition(" ")
-    if scheme.lower() != "basic" or not credentials:
-        return None
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, colon, _ = decoded.partition(":")
-    return user if colon and user else None
-
-
-def limits_from(
-    spec: LimitSpec, *, name: str | None = None, for_http: bool = True
-) -> tuple[Limit, ...]:
-    """Limits from ``"7/30s"``, ``"10/s; 1000/day"``, a ``Limit`` or a list.
-
-    With several limits in one spec, ``name`` prefixes each one's spec so
-    their names stay distinct (they are decided together, all or nothing).
-
-    >>> [str(x) for x in limits_from("10/s; 100/h", name="api")]
-    ['api:10/1s=10/1s', 'api:100/3600s=100/3600s']
-    >>> limits_from("1/s", name="x\\r\\nSet-Cookie: a=b")
-    Traceback (most recent call last):
-    ...
-    bucketcore.errors.ConfigurationError: a limit name used over HTTP must be printable ASCII, ...
-    """
-    if isinstance(spec, Limit):
-        limits: tuple[Limit, ...] = (spec,)
-    elif isinstance(spec, str):
-        limits = tuple(Limit.parse_many(spec))
-    elif isinstance(spec, Sequence) and spec and all(isinstance(x, Limit) for x in spec):
-        limits = tuple(x for x in spec if isinstance(x, Limit))
-    else:
-        raise ConfigurationError(f"a limit is a spec like '7/30s', a Limit or Limits: {spec!r}")
-    if name is not None:
-        if len(limits) == 1:
-            (limit,) = limits
-            limits = (Limit(limit.tokens, limit.period, burst=limit.burst, name=name),)
-        else:
-            limits = tuple(
-                Limit(x.tokens, x.period, burst=x.burst, name=f"{name}:{x}") for x in limits
-            )
-            names = [limit.name for limit in limits]
-            if len(set(names)) != len(names):
-                raise ConfigurationError(f"the limits of {name!r} are not distinct: {names}")
-    for limit in limits if for_http else ():
-        # The name goes into HTTP headers: printable ASCII only, so no header
-        # can be broken (a newline) or refused by the server (non-Latin-1).
-        if limit.name is not None and not (limit.name.isascii() and limit.name.isprintable()):
-            raise ConfigurationError(
-                f"a limit name used over HTTP must be printable ASCII, got {limit.name!r}"
-            )
-    return limits
-
-
-def check_on_store_error(policy: object) -> Literal["503", "pass"]:
-    """Validate the HTTP failure policy: ``"503"`` (fail closed) or ``"pass"``.
-
-    >>> check_on_store_error("pass")
-    'pass'
-    """
-    if policy == "503" or policy == "pass":
-        return policy
-    raise ConfigurationError(f"on_store_error must be '503' or 'pass', got {policy!r}")
-
-
-def binding_decision(decisions: Sequence[Decision]) -> Decision:
-    """The decision whose headers a response carries: a denial, else the tightest.
-
-    >>> from bucketcore import Limit
-    >>> a = Decision(True, 5, 0.0, 1.0, Limit(9, 9))
-    >>> b = Decision(True, 1, 0.0, 8.0, Limit(2, 9))
-    >>> binding_decision([a, b]) is b
-    True
-    """
-    denied = [d for d in decisions if not d.allowed]
-    if denied:
-        return max(denied, key=lambda d: d.retry_after)
-    return min(decisions, key=lambda d: (d.remaining, -d.reset_after))
-
-
-def denied_body(decision: Decision) -> bytes:
-    """The JSON body of a 429: what was exceeded and when to come back.
-
-    >>> from bucketcore import Limit
-    >>> denied_body(Decision(False, 0, 3.2, 9.0, Limit(7, 30, name="general")))
-    b'{"error": "rate_limited", "limit": "general", "retry_after": 4}\\n'
-    >>> denied_body(Decision(False, 0, float("inf"), 9.0, Limit(7, 30)))
-    b'{"error": "rate_limited", "limit": "7/30s", "retry_after": null}\\n'
-    """
-    # The header's own rounding, so body and Retry-After never disagree.
-    header = decision.headers().get("Retry-After")
-    retry = None if header is None else int(header)
-    body = {"error": "rate_limited", "limit": decision.limit.label, "retry_after": retry}
-    return json.dumps(body).encode() + b"\n"
-
-
-def unavailable_body() -> bytes:
-    """The JSON body of the 503 sent when the store fails (policy ``"503"``).
-
-    >>> unavailable_body()
-    b'{"error": "rate_limiter_unavailable", "retry_after": 1}\\n'
-    """
-    body = {"error": "rate_limiter_unavailable", "retry_after": 1}
-    return json.dumps(body).encode() + b"\n"
-
-
-_JSON = {"Content-Type": "application/json"}
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """The response sent instead of the application's: a 429 or a 503.
-
-    >>> unavailable().status, unavailable().headers["Retry-After"]
-    (503, '1')
-    """
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-def denied(decision: Decision) -> Answer:
-    """The 429 for a denied ``decision``: its headers and the JSON body.
-
-    >>> from bucketcore import Limit
-    >>> answer = denied(Decision(False, 0, 3.2, 9.0, Limit(7, 30, name="general")))
-    >>> answer.status, answer.headers["Retry-After"], answer.headers["Content-Type"]
-    (429, '4', 'application/json')
-    """
-    return Answer(429, {**_JSON, **decision.headers()}, denied_body(decision))
-
-
-def unavailable() -> Answer:
-    """The 503 sent when the store fails and the policy is ``"503"``."""
-    return Answer(503, {**_JSON, "Retry-After": "1"}, unavailable_body())
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +138,8 @@ class Check:
     ``source`` says where, for the hooks (a Flask endpoint, an ASGI path, a
     function's name). ``wait`` (with ``timeout``) waits for the tokens
     instead of taking or refusing them at once (``rate_limited(wait=True)``).
+    ``shadow`` decides and reports but never answers; ``on_denied`` builds
+    the answer to a denial instead of the JSON 429.
 
     >>> from bucketcore import Limit
     >>> Check("user:alice", (Limit(7, 30),), cost=2).on_store_error
@@ -267,6 +154,8 @@ class Check:
     hooks: tuple[Hook, ...] = ()
     wait: bool = False
     timeout: float | None = None
+    shadow: bool = False
+    on_denied: DeniedHook | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,10 +176,40 @@ class Verdict:
         return self.event.decision
 
 
+def _headers(check: Check, decision: Decision) -> dict[str, str]:
+    """The decision's headers, with every limit of the check in ``RateLimit-Policy``.
+
+    The limiter reports the state of the binding limit only, so
+    ``RateLimit`` has one item per check.
+    """
+    headers = decision.headers()
+    if len(check.limits) > 1:
+        items = [_policy_item(decision.limit), *map(_policy_item, check.limits)]
+        headers["RateLimit-Policy"] = ", ".join(_unique(items))
+    return headers
+
+
+def _denial(check: Check, decision: Decision, headers: dict[str, str]) -> Answer:
+    if check.on_denied is None:
+        return denied(decision, headers)
+    try:
+        answer = check.on_denied(decision)
+    except Exception as exc:
+        name = getattr(check.on_denied, "__qualname__", repr(check.on_denied))
+        raise CallbackError(f"the on_denied hook {name} raised {exc!r}") from exc
+    if not isinstance(answer, Answer) or answer.status < 400:
+        name = getattr(check.on_denied, "__qualname__", repr(check.on_denied))
+        raise CallbackError(
+            f"the on_denied hook {name} returned {answer!r}; it returns an Answer with a "
+            "status of 400 or more (a denial that lets the request through is no limit)"
+        )
+    return Answer(answer.status, {**headers, **answer.headers}, answer.body)
+
+
 def verdict(check: Check, outcome: Decision | StoreError) -> Verdict:
     """The step itself: the limiter's decision (or its failure) to a ``Verdict``.
 
-    Pure: it emits nothing and raises nothing.
+    Pure: it emits nothing, and raises only when ``on_denied`` fails.
 
     >>> from bucketcore import Limit
     >>> from bucketcore.errors import StoreUnavailable
@@ -301,15 +220,24 @@ def verdict(check: Check, outcome: Decision | StoreError) -> Verdict:
     >>> from dataclasses import replace
     >>> verdict(replace(check, on_store_error="pass"), StoreUnavailable("down")).answer is None
     True
+    >>> no = Decision(False, 0, 60.0, 60.0, Limit(1, 60))
+    >>> verdict(replace(check, shadow=True), no).answer is None
+    True
     """
     if isinstance(outcome, StoreError):
-        event = DecisionEvent(check.key, check.limits, "error", None, outcome, check.source)
-        answer = unavailable() if check.on_store_error == "503" else None
-        return Verdict(event, {}, answer)
-    event = DecisionEvent.of(check.key, check.limits, outcome, source=check.source)
-    if not outcome.allowed:
-        return Verdict(event, outcome.headers(), denied(outcome))
-    return Verdict(event, outcome.headers(), None)
+        event = DecisionEvent(
+            check.key, check.limits, "error", None, outcome, check.source, check.shadow
+        )
+        fails_closed = check.on_store_error == "503" and not check.shadow
+        return Verdict(event, {}, unavailable() if fails_closed else None)
+    event = DecisionEvent.of(
+        check.key, check.limits, outcome, source=check.source, shadow=check.shadow
+    )
+    headers = _headers(check, outcome)
+    if outcome.allowed or check.shadow:
+        headers.pop("Retry-After", None)
+        return Verdict(event, headers, None)
+    return Verdict(event, headers, _denial(check, outcome, headers))
 
 
 def _emitted(check: Check, outcome: Decision | StoreError) -> Verdict:
@@ -335,7 +263,9 @@ def _take(limiter: Limiter | AsyncLimiter, check: Check) -> object:
 def decide(limiter: Limiter, check: Check) -> Verdict:
     """Take (or wait for) the tokens of ``check``, tell the hooks, say what to do.
 
-    See the module docstring for an example.
+    >>> from bucketcore import Limit
+    >>> decide(Limiter(), Check("k", (Limit(1, 60),))).answer is None
+    True
     """
     try:
         decision = _take(limiter, check)
@@ -358,3 +288,188 @@ async def decide_async(limiter: AsyncLimiter, check: Check) -> Verdict:
     except StoreError as exc:
         return _emitted(check, exc)
     return _emitted(check, decision)
+
+
+@dataclass(frozen=True, slots=True)
+class Options(Generic[R]):
+    """How one integration instance limits: everything but the policies.
+
+    ``key`` names the client from the request; ``fallback`` names it when
+    ``key`` cannot (the client's address). ``on_store_error``: ``"503"`` or
+    ``"pass"``. ``shadow``: decide and report, never deny. ``enabled=False``:
+    do nothing at all. ``on_denied(decision)`` returns the ``Answer`` to a
+    denial (a custom 429). ``hooks`` is ``on_decision=`` (one or several).
+
+    >>> Options(key=lambda request: "k", on_store_error="fail")
+    Traceback (most recent call last):
+    ...
+    bucketcore.errors.ConfigurationError: on_store_error must be '503' or 'pass', got 'fail'
+    """
+
+    key: KeyFunction[R]
+    fallback: KeyFunction[R] | None = None
+    on_store_error: OnStoreError = "503"
+    hooks: Hooks = field(default=())
+    shadow: bool = False
+    enabled: bool = True
+    on_denied: DeniedHook | None = None
+
+    def __post_init__(self) -> None:
+        for what, func in (("key", self.key), ("fallback", self.fallback)):
+            if func is not None and not callable(func):
+                raise ConfigurationError(f"{what} must be a function of the request, got {func!r}")
+        if self.on_denied is not None and not callable(self.on_denied):
+            raise ConfigurationError(f"on_denied must be a function, got {self.on_denied!r}")
+        if self.on_store_error != "raise":
+            check_on_store_error(self.on_store_error)
+        for what, flag in (("shadow", self.shadow), ("enabled", self.enabled)):
+            if type(flag) is not bool:
+                raise ConfigurationError(f"{what} must be True or False, got {flag!r}")
+        object.__setattr__(self, "hooks", hooks_tuple(self.hooks))
+
+    def check(self, policy: Policy[R], request: R, source: str) -> Check | None:
+        """The check ``policy`` makes of ``request``; None when it is exempt."""
+        resolved = policy.resolve(request, key=self.key, fallback=self.fallback)
+        if resolved is None:
+            return None
+        hooks: tuple[Hook, ...] = self.hooks  # type: ignore[assignment]  # normalised above
+        return Check(
+            resolved.key,
+            resolved.limits,
+            cost=resolved.cost,
+            source=source,
+            on_store_error=self.on_store_error,
+            hooks=hooks,
+            shadow=self.shadow,
+            on_denied=self.on_denied,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVerdict:
+    """What to do with one request, over all its policies.
+
+    ``answer``: send it instead of calling the application (None: go on).
+    ``headers``: add them to the application's response (the app's own
+    win). ``verdicts``: one per policy checked, in order.
+    """
+
+    answer: Answer | None
+    headers: dict[str, str]
+    verdicts: tuple[Verdict, ...] = ()
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        """The decisions made (store failures left out)."""
+        return tuple(v.decision for v in self.verdicts if v.decision is not None)
+
+
+_GO_ON = RequestVerdict(None, {})
+
+
+def combined_headers(verdicts: Sequence[Verdict]) -> dict[str, str]:
+    """The headers of several checks: every policy listed, the legacy ones for the binding.
+
+    ``RateLimit-Policy`` and ``RateLimit`` are the IETF draft's lists (one
+    item per policy); ``X-RateLimit-*`` describe the binding decision.
+
+    >>> from bucketcore import Limit
+    >>> loose, tight = Limit(9, 9, name="a"), Limit(2, 9, name="b")
+    >>> a = verdict(Check("k", (loose,)), Decision(True, 5, 0.0, 4.0, loose))
+    >>> b = verdict(Check("k", (tight,)), Decision(True, 1, 0.0, 4.5, tight))
+    >>> headers = combined_headers([a, b])
+    >>> headers["RateLimit-Policy"], headers["RateLimit"], headers["X-RateLimit-Remaining"]
+    ('"a";q=9;w=9, "b";q=2;w=9', '"a";r=5;t=4, "b";r=1;t=5', '1')
+    """
+    decided = [v for v in verdicts if v.decision is not None]
+    if not decided:
+        return {}
+    if len(decided) == 1:
+        return dict(decided[0].headers)
+    decisions = [v.decision for v in decided if v.decision is not None]
+    binding = binding_decision(decisions).headers()
+    binding.pop("Retry-After", None)
+    policies = _unique(item for v in decided for item in v.headers["RateLimit-Policy"].split(", "))
+    binding["RateLimit-Policy"] = ", ".join(policies)
+    binding["RateLimit"] = ", ".join(_unique(v.headers["RateLimit"] for v in decided))
+    return binding
+
+
+def _checks(
+    policies: Iterable[Policy[R]], request: R, options: Options[R], source: str
+) -> list[Check]:
+    # Every function of the request runs before any token is taken: one
+    # that fails leaves the buckets as they were.
+    checks = (options.check(policy, request, source) for policy in policies)
+    return [check for check in checks if check is not None]
+
+
+def _taken(done: Sequence[tuple[Check, Verdict]]) -> list[Check]:
+    """The checks that took tokens, before the last one (which answered)."""
+    return [check for check, result in done[:-1] if result.decision is not None]
+
+
+def _request_verdict(done: Sequence[tuple[Check, Verdict]]) -> RequestVerdict:
+    verdicts = tuple(result for _, result in done)
+    last = verdicts[-1].answer if verdicts else None
+    if last is not None:
+        return RequestVerdict(last, {}, verdicts)
+    return RequestVerdict(None, combined_headers(verdicts), verdicts)
+
+
+def decide_request(
+    limiter: Limiter,
+    policies: Iterable[Policy[R]],
+    request: R,
+    options: Options[R],
+    *,
+    source: str = "",
+) -> RequestVerdict:
+    """Check ``request`` against every policy, in order; see the module docstring.
+
+    A request denied by one policy gets back what the earlier ones took, so
+    a denied request costs nothing.
+    """
+    if not limiting_on(options.enabled):
+        return _GO_ON
+    done: list[tuple[Check, Verdict]] = []
+    for check in _checks(policies, request, options, source):
+        result = decide(limiter, check)
+        done.append((check, result))
+        if result.answer is not None:
+            for taken in _taken(done):
+                with contextlib.suppress(StoreError):  # the tokens refill with time
+                    limiter.refund(taken.key, *taken.limits, tokens=taken.cost)
+            break
+    return _request_verdict(done)
+
+
+async def decide_request_async(
+    limiter: AsyncLimiter,
+    policies: Iterable[Policy[R]],
+    request: R,
+    options: Options[R],
+    *,
+    source: str = "",
+) -> RequestVerdict:
+    """``decide_request`` on an ``AsyncLimiter``: every store call is awaited.
+
+    >>> import asyncio
+    >>> from bucketcore import AsyncLimiter
+    >>> options = Options(key=lambda request: "ip:1.2.3.4")
+    >>> run = decide_request_async(AsyncLimiter(), [Policy("1/minute")], None, options)
+    >>> asyncio.run(run).headers["RateLimit"]
+    '"1/60s";r=0;t=60'
+    """
+    if not limiting_on(options.enabled):
+        return _GO_ON
+    done: list[tuple[Check, Verdict]] = []
+    for check in _checks(policies, request, options, source):
+        result = await decide_async(limiter, check)
+        done.append((check, result))
+        if result.answer is not None:
+            for taken in _taken(done):
+                with contextlib.suppress(StoreError):
+                    await limiter.refund(taken.key, *taken.limits, tokens=taken.cost)
+            break
+    return _request_verdict(done)

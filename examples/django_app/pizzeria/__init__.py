@@ -1,0 +1,1 @@
+"""The bucketcore demo as a Django project (see settings.py and views.py)."""
