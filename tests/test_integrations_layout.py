@@ -18,7 +18,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "bucketcore"
 CORE = ["limit", "decision", "errors", "_keys", "_gcra", "limiter", "store", "memory"]
 INTEGRATIONS = ["http", "hooks", "guard", "flask", "asgi", "prometheus", "cli"]
-SHORT_PATHS = ["flask", "asgi", "guard", "hooks", "prometheus", "cli"]
+INTEGRATIONS += ["outbound", "httpx", "requests"]
+SHORT_PATHS = ["flask", "asgi", "guard", "hooks", "prometheus", "cli", "httpx", "requests"]
 
 
 def imported_modules(path: Path) -> set[str]:
