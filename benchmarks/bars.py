@@ -55,6 +55,10 @@ REDIS_PY_EVALSHA = "redis-py evalsha() of the trivial script"
 REDIS_RAW_SCRIPT = "raw EVALSHA of bucketcore's own script (diagnostic)"
 REDIS_BATCH = "bucketcore redis acquire_many (batch)"
 REDIS_ASYNC = "bucketcore AsyncLimiter (tasks)"
+OUTBOUND_BARE = "bare httpx transport"
+OUTBOUND_PACED = "RateLimitedTransport (never waits)"
+OUTBOUND_LIMIT = "what the server allows"
+OUTBOUND_GOT = "what the client got"
 
 
 def _memory_bars(group: str, where: str) -> list[Bar]:
@@ -178,6 +182,30 @@ BARS: list[Bar] = [
         REDIS_ASYNC,
         ">=",
         2.0,
+    ),
+    Bar(
+        16,
+        "outbound transport <= 1.10x a bare httpx transport per request (nothing waits)",
+        "outbound.overhead",
+        OUTBOUND_PACED,
+        OUTBOUND_BARE,
+        "<=",
+        1.10,
+    ),
+    *(
+        Bar(
+            16,
+            f"outbound greedy client >= 98% of the allowed rate ({where})",
+            group,
+            OUTBOUND_LIMIT,
+            OUTBOUND_GOT,
+            ">=",
+            0.98,
+        )
+        for group, where in (
+            ("outbound.rate", "20/s"),
+            ("outbound.rate_burst1", "5/s burst 1"),
+        )
     ),
 ]
 

@@ -14,7 +14,9 @@ Suites (``--only`` picks some, in the order given):
 - redis: standalone and a 3-master cluster, next to PING, a raw EVALSHA and
   the peers (one decision, acquire_many, AsyncLimiter, denied with and
   without the deny cache, processes);
-- backends: every backend on the same workloads.
+- backends: every backend on the same workloads;
+- outbound: the httpx transport's cost per request and the rate it reaches
+  against a local server enforcing the same limit.
 
 The Redis suites start our own redis-server (or valkey-server) and cluster on
 free loopback ports (``support/servers.py``; never 6379). A suite whose backend
@@ -49,13 +51,14 @@ from benchmarks import (
     suite_backends,
     suite_footprint,
     suite_memory,
+    suite_outbound,
     suite_redis,
     suite_rocksdb,
 )
 from benchmarks.harness import QUICK, SIZES, Group, Sizes, progress
 from support import servers
 
-SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis", "backends")
+SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis", "backends", "outbound")
 PACKAGES = (
     "bucketcore",
     "token-bucket",
@@ -65,6 +68,8 @@ PACKAGES = (
     "redis",
     "hiredis",
     "rocksdict",
+    "httpx",
+    "httpx2",
 )
 
 
@@ -125,6 +130,13 @@ def measure(
                 rocks_groups, rocks_footprint = suite_rocksdb.run(sizes, data_root)
                 groups += rocks_groups
                 footprint += rocks_footprint
+            elif suite == "outbound":
+                why = suite_outbound.available()
+                if why:
+                    notes.append(f"outbound suite skipped: {why}")
+                    progress(f"  skipped: {why}")
+                    continue
+                groups += suite_outbound.run(sizes)
             elif suite in ("redis", "backends"):
                 why = suite_redis.available() or servers.missing()
                 if suite == "backends":

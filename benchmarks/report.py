@@ -25,6 +25,7 @@ SUITE_TITLES = {
     "redis": "Redis: bucketcore against PING, a raw EVALSHA and the peers",
     "cluster": "Redis Cluster (3 masters)",
     "backends": "Every backend on the same workloads (acquire)",
+    "outbound": "Outbound: pacing calls to a server that enforces the same limit",
 }
 SUITE_ORDER = list(SUITE_TITLES)
 

@@ -146,3 +146,13 @@ def test_the_redis_suites_run_against_their_own_servers(tmp_path: Path) -> None:
     assert len(rows) == 4
     assert all(row["result"] != bars.MISSING for row in rows)
     assert any(row["store"] == "redis" for row in results["footprint"])
+
+
+def test_the_outbound_suite_measures_its_bars(tmp_path: Path) -> None:
+    results = compare.measure(SMOKE, ("outbound",), tmp_path)
+    groups = {group["id"]: group for group in results["groups"]}
+    assert {"outbound.overhead", "outbound.rate"} <= set(groups)
+    rows = {row["bar"]: row for row in results["bars"] if row["issue"] == 16}
+    assert len(rows) == 3
+    measured = [row for row in rows.values() if row["result"] != bars.MISSING]
+    assert len(measured) == (3 if "outbound.rate_burst1" in groups else 2)
