@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from bucketcore.errors import ConfigurationError, RateLimited
 from bucketcore.httpx import AsyncRateLimitedTransport, RateLimitedTransport, request_origin
 from bucketcore.integrations.outbound import (
     MAX_RETRY_AFTER,
+    Charge,
     Drain,
     Pacing,
     origin,
@@ -100,6 +102,31 @@ def test_a_burst_of_one_counts_its_interval_from_the_response() -> None:
     # A Retry-After comes first, then the spacing.
     both = pacing.after("k", 0, 1_000_000, 429, "3")
     assert both == [Drain(pacing.limits, 3.0), Drain(spaced, 0.099)]
+
+
+def test_a_slow_first_response_holds_back_what_the_burst_may_have_spread_over() -> None:
+    pacing = Pacing("20/s; 1000/day burst 2")
+    per_second = Limit(20, 1.0, burst=19)
+    # 120 ms to the first answer: the held-back token covers 50, two more the other 70.
+    assert pacing.after("k", 0, 120_000_000, 200, None) == [Charge((per_second,), 2)]
+    assert pacing.after("k", 0, 120_000_000, 200, None) == []  # only the first
+    assert pacing.after("fast", 0, 40_000_000, 200, None) == []
+
+
+def test_the_charge_is_taken_from_the_bucket() -> None:
+    _, mock = _counting()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.12)
+        return mock.handle_request(request)
+
+    limiter = Limiter()
+    transport = RateLimitedTransport("20/s", limiter=limiter, transport=httpx.MockTransport(slow))
+    with httpx.Client(transport=transport) as client:
+        client.get("https://api.example.com/")
+    left = limiter.peek("https://api.example.com:443", *transport.pacing.limits).remaining
+    # One token sent, refilled while the answer took 120 ms; two held back since.
+    assert left <= 19 - 2
 
 
 def _counting(

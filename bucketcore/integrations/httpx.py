@@ -38,8 +38,8 @@ from bucketcore.errors import ConfigurationError
 from bucketcore.integrations.http import LimitSpec
 from bucketcore.integrations.outbound import (
     Pacing,
-    drain,
-    drain_async,
+    apply,
+    apply_async,
     origin,
     take_turn,
     take_turn_async,
@@ -153,9 +153,9 @@ class RateLimitedTransport(_Base):
         response = sender.handle_request(request)
         received = time.monotonic_ns()
         retry_after = response.headers.get("Retry-After")
-        drains = self.pacing.after(key, sent, received, response.status_code, retry_after)
-        if drains:
-            drain(self._limiter, key, drains)
+        steps = self.pacing.after(key, sent, received, response.status_code, retry_after)
+        if steps:
+            apply(self._limiter, key, steps)
         return response
 
     def _sender(self, request: httpx.Request) -> httpx.BaseTransport:
@@ -214,9 +214,9 @@ class AsyncRateLimitedTransport(_AsyncBase):
         response = await sender.handle_async_request(request)
         received = time.monotonic_ns()
         retry_after = response.headers.get("Retry-After")
-        drains = self.pacing.after(key, sent, received, response.status_code, retry_after)
-        if drains:
-            await drain_async(self._limiter, key, drains)
+        steps = self.pacing.after(key, sent, received, response.status_code, retry_after)
+        if steps:
+            await apply_async(self._limiter, key, steps)
         return response
 
     def _sender(self, request: httpx.Request) -> httpx.AsyncBaseTransport:

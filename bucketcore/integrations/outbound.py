@@ -15,7 +15,10 @@ a server holding the same limit refuses the second. Two guards absorb it
 
 - a limit with a burst of two or more is kept one token short: that token
   absorbs up to one interval of latency jitter, and costs one request once,
-  never any rate;
+  never any rate. The first response from a host also tells how long its
+  first request took to arrive (connecting included) at most; the burst's
+  arrivals can spread over that, so any part of it beyond one interval is
+  held back too, as tokens taken then (``Charge``);
 - a limit with a burst of one has nothing to hold back, so its interval is
   counted from the response instead of the send: when a response arrives,
   the bucket is drained until one interval after the server can have seen
@@ -37,6 +40,7 @@ every limit of the bucket until then.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,10 +54,12 @@ from bucketcore.limiter import AsyncLimiter, Limiter
 
 __all__ = [
     "MAX_RETRY_AFTER",
+    "Charge",
     "Drain",
     "Pacing",
-    "drain",
-    "drain_async",
+    "Step",
+    "apply",
+    "apply_async",
     "origin",
     "retry_after_seconds",
     "take_turn",
@@ -132,6 +138,17 @@ class Drain:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """Take ``tokens`` more from these limits of the request's bucket, if they are there."""
+
+    limits: tuple[Limit, ...]
+    tokens: int
+
+
+Step = Drain | Charge
+
+
 class Pacing:
     """The server's limits as the client keeps them, and what a response means.
 
@@ -149,26 +166,29 @@ class Pacing:
         stated = limits_from(spec, for_http=False)
         self.limits: tuple[Limit, ...] = tuple(_with_headroom(limit) for limit in stated)
         self._spaced = tuple(limit for limit in stated if _burst(limit) == 1)
+        self._held = tuple(limit for limit in self.limits if limit not in stated)
         intervals = (limit.period_ns / limit.tokens for limit in self._spaced)
         self._interval_ns = max(intervals, default=0.0)
         self._fastest: dict[Key, int] = {}
 
     def after(
         self, key: Key, sent_ns: int, received_ns: int, status: int, retry_after: str | None
-    ) -> list[Drain]:
-        """The drains a response calls for (monotonic ns of the send and the response)."""
-        drains = []
+    ) -> list[Step]:
+        """What a response calls for (monotonic ns of the send and of the response)."""
+        steps: list[Step] = []
         if status in (429, 503):
             seconds = retry_after_seconds(retry_after)
             if seconds:
-                drains.append(Drain(self.limits, seconds))
+                steps.append(Drain(self.limits, seconds))
+        round_trip = received_ns - sent_ns
+        earlier = self._fastest.get(key)
+        if earlier is None or round_trip < earlier:
+            if len(self._fastest) >= _MAX_REMEMBERED:
+                self._fastest.clear()
+            self._fastest[key] = round_trip
+        if earlier is None:
+            steps += self._first_charges(round_trip)
         if self._spaced:
-            round_trip = received_ns - sent_ns
-            earlier = self._fastest.get(key)
-            if earlier is None or round_trip < earlier:
-                if len(self._fastest) >= _MAX_REMEMBERED:
-                    self._fastest.clear()
-                self._fastest[key] = round_trip
             # The next request must arrive an interval after this one did. This
             # one arrived before its response by the round trip's second half,
             # the next arrives after its send by the first half; together about
@@ -177,8 +197,18 @@ class Pacing:
             allowance = 0 if earlier is None else min(earlier, round_trip)
             seconds = (self._interval_ns - allowance) / 1e9
             if seconds > 0:
-                drains.append(Drain(self._spaced, seconds))
-        return drains
+                steps.append(Drain(self._spaced, seconds))
+        return steps
+
+    def _first_charges(self, round_trip: int) -> list[Step]:
+        charges: list[Step] = []
+        for limit in self._held:
+            interval = limit.period_ns / limit.tokens
+            beyond = round_trip - interval  # the token held back covers one interval
+            if beyond > 0:
+                tokens = min(math.ceil(beyond / interval), _burst(limit))
+                charges.append(Charge((limit,), tokens))
+        return charges
 
 
 def _raise_if_denied(decision: Decision) -> None:
@@ -201,13 +231,19 @@ async def take_turn_async(
     _raise_if_denied(await limiter.wait(key, *limits, timeout=timeout))
 
 
-def drain(limiter: Limiter, key: Key, drains: Sequence[Drain]) -> None:
-    """Apply ``Pacing.after``'s drains to the request's bucket."""
-    for step in drains:
-        limiter.drain(key, *step.limits, seconds=step.seconds)  # type: ignore[attr-defined]
+def apply(limiter: Limiter, key: Key, steps: Sequence[Step]) -> None:
+    """Apply what ``Pacing.after`` said to the request's bucket."""
+    for step in steps:
+        if isinstance(step, Charge):
+            limiter.acquire(key, *step.limits, cost=step.tokens)
+        else:
+            limiter.drain(key, *step.limits, seconds=step.seconds)  # type: ignore[attr-defined]
 
 
-async def drain_async(limiter: AsyncLimiter, key: Key, drains: Sequence[Drain]) -> None:
-    """``drain`` for an ``AsyncLimiter``."""
-    for step in drains:
-        await limiter.drain(key, *step.limits, seconds=step.seconds)  # type: ignore[attr-defined]
+async def apply_async(limiter: AsyncLimiter, key: Key, steps: Sequence[Step]) -> None:
+    """``apply`` for an ``AsyncLimiter``."""
+    for step in steps:
+        if isinstance(step, Charge):
+            await limiter.acquire(key, *step.limits, cost=step.tokens)
+        else:
+            await limiter.drain(key, *step.limits, seconds=step.seconds)  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ import requests.adapters
 from bucketcore._keys import Key
 from bucketcore.errors import ConfigurationError
 from bucketcore.integrations.http import LimitSpec
-from bucketcore.integrations.outbound import Pacing, drain, origin, take_turn
+from bucketcore.integrations.outbound import Pacing, apply, origin, take_turn
 from bucketcore.limiter import Limiter
 
 __all__ = ["RateLimitedAdapter", "request_origin"]
@@ -85,9 +85,9 @@ class RateLimitedAdapter(requests.adapters.HTTPAdapter):
         response = super().send(request, *args, **kwargs)
         received = time.monotonic_ns()
         retry_after = response.headers.get("Retry-After")
-        drains = self.pacing.after(key, sent, received, response.status_code, retry_after)
-        if drains:
-            drain(self._limiter, key, drains)
+        steps = self.pacing.after(key, sent, received, response.status_code, retry_after)
+        if steps:
+            apply(self._limiter, key, steps)
         return response
 
     def close(self) -> None:
