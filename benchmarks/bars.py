@@ -59,6 +59,10 @@ LMDB_WAL = "lmdb wal acquire"
 LMDB_WAL_TRY = "lmdb wal try_acquire"
 PYRATE_SQLITE = "pyrate-limiter SQLiteBucket (file lock)"
 MEMORY_PER_PROCESS = "memory:// acquire (per process, not shared)"
+OUTBOUND_BARE = "bare httpx transport"
+OUTBOUND_PACED = "RateLimitedTransport (never waits)"
+OUTBOUND_LIMIT = "what the server allows"
+OUTBOUND_GOT = "what the client got"
 
 
 def _memory_bars(group: str, where: str) -> list[Bar]:
@@ -225,6 +229,30 @@ BARS: list[Bar] = [
         LMDB_WAL,
         ">=",
         5.0,
+    ),
+    Bar(
+        16,
+        "outbound transport <= 1.10x a bare httpx transport per request (nothing waits)",
+        "outbound.overhead",
+        OUTBOUND_PACED,
+        OUTBOUND_BARE,
+        "<=",
+        1.10,
+    ),
+    *(
+        Bar(
+            16,
+            f"outbound greedy client >= 98% of the allowed rate ({where})",
+            group,
+            OUTBOUND_LIMIT,
+            OUTBOUND_GOT,
+            ">=",
+            0.98,
+        )
+        for group, where in (
+            ("outbound.rate", "20/s"),
+            ("outbound.rate_burst1", "5/s burst 1"),
+        )
     ),
 ]
 

@@ -18,7 +18,9 @@ Suites (``--only`` picks some, in the order given):
 - lmdb: one lmdb:// decision next to memory://, Redis and pyrate-limiter's
   SQLite bucket;
 - processes: 1, 2, 4 and 8 processes at once on memory:// (per process),
-  lmdb://, Redis and pyrate-limiter's SQLite bucket.
+  lmdb://, Redis and pyrate-limiter's SQLite bucket;
+- outbound: the httpx transport's cost per request and the rate it reaches
+  against a local server enforcing the same limit.
 
 The Redis suites start our own redis-server (or valkey-server) and cluster on
 free loopback ports (``support/servers.py``; never 6379). A suite whose backend
@@ -55,6 +57,7 @@ from benchmarks import (
     suite_footprint,
     suite_lmdb,
     suite_memory,
+    suite_outbound,
     suite_processes,
     suite_redis,
     suite_rocksdb,
@@ -62,7 +65,17 @@ from benchmarks import (
 from benchmarks.harness import QUICK, SIZES, Group, Sizes, progress
 from support import servers
 
-SUITES = ("memory", "accuracy", "footprint", "rocksdb", "redis", "backends", "lmdb", "processes")
+SUITES = (
+    "memory",
+    "accuracy",
+    "footprint",
+    "rocksdb",
+    "redis",
+    "backends",
+    "lmdb",
+    "processes",
+    "outbound",
+)
 PACKAGES = (
     "bucketcore",
     "token-bucket",
@@ -74,6 +87,8 @@ PACKAGES = (
     "rocksdict",
     "lmdb",
     "filelock",
+    "httpx",
+    "httpx2",
 )
 
 
@@ -142,6 +157,13 @@ def measure(
                 rocks_groups, rocks_footprint = suite_rocksdb.run(sizes, data_root)
                 groups += rocks_groups
                 footprint += rocks_footprint
+            elif suite == "outbound":
+                why = suite_outbound.available()
+                if why:
+                    notes.append(f"outbound suite skipped: {why}")
+                    progress(f"  skipped: {why}")
+                    continue
+                groups += suite_outbound.run(sizes)
             elif suite in ("redis", "backends"):
                 why = suite_redis.available() or servers.missing()
                 if suite == "backends":

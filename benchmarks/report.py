@@ -29,6 +29,7 @@ SUITE_TITLES = {
     "backends": "Every backend on the same workloads (acquire)",
     "lmdb": "lmdb://: one decision against memory://, Redis and pyrate-limiter's SQLite bucket",
     "processes": "Several processes on one host: aggregate decisions per second",
+    "outbound": "Outbound: pacing calls to a server that enforces the same limit",
 }
 SUITE_ORDER = list(SUITE_TITLES)
 

@@ -88,7 +88,11 @@ def _seconds(value: float) -> str:
 
 
 class RateLimited(BucketError):
-    """Raised by ``rate_limited`` when a call is denied; carries the ``Decision``.
+    """A call was denied; carries the ``Decision``.
+
+    Raised by ``rate_limited``, and by the outbound transports and adapter
+    (``bucketcore.httpx``, ``bucketcore.requests``) instead of sending when
+    a request's turn is further away than their ``timeout``.
 
     >>> from bucketcore import Decision, Limit
     >>> error = RateLimited(Decision(False, 0, 2.5, 10.0, Limit(1, 10, name="smtp")))

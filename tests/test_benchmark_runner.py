@@ -228,3 +228,13 @@ def test_the_lmdb_and_processes_suites_measure_every_case(tmp_path: Path) -> Non
     text = (tmp_path / "report.md").read_text()
     assert "Several processes on one host" in text
     assert "lmdb:// `acquire`, one hot key:" in text
+
+
+def test_the_outbound_suite_measures_its_bars(tmp_path: Path) -> None:
+    results = compare.measure(SMOKE, ("outbound",), tmp_path)
+    groups = {group["id"]: group for group in results["groups"]}
+    assert {"outbound.overhead", "outbound.rate"} <= set(groups)
+    rows = {row["bar"]: row for row in results["bars"] if row["issue"] == 16}
+    assert len(rows) == 3
+    measured = [row for row in rows.values() if row["result"] != bars.MISSING]
+    assert len(measured) == (3 if "outbound.rate_burst1" in groups else 2)

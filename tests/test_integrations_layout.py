@@ -18,8 +18,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "bucketcore"
 CORE = ["limit", "decision", "errors", "_keys", "_gcra", "limiter", "store", "memory"]
 INTEGRATIONS = ["http", "answers", "policy", "paths", "hooks", "guard", "flask", "asgi", "fastapi"]
-INTEGRATIONS += ["prometheus", "cli", "django"]
+INTEGRATIONS += ["prometheus", "cli", "django", "outbound", "httpx", "requests"]
 SHORT_PATHS = ["flask", "fastapi", "asgi", "guard", "hooks", "prometheus", "cli", "django"]
+SHORT_PATHS += ["httpx", "requests"]
 
 
 def imported_modules(path: Path) -> set[str]:
