@@ -83,10 +83,18 @@ class AsyncRedisStore:
 
     async def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         call = self.calls.refund(key, limits, tokens)
-        call.finish(await self._past_breaker(self._send_one(call.command)))
+        try:
+            reply = await self._past_breaker(self._send_one(call.command))
+        except StoreUnavailable as exc:
+            call.fail(exc)
+        else:
+            call.finish(reply)
 
     async def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
-        await self._past_breaker(self._delete(self.calls.reset(key, limits)))
+        try:
+            await self._past_breaker(self._delete(self.calls.reset(key, limits)))
+        except StoreUnavailable as exc:
+            self.calls.policy.reset(key, limits, exc)
 
     async def close(self) -> None:
         if self._closed:

@@ -240,7 +240,7 @@ class Decide:
 
 
 class Refund:
-    """Give tokens back (never answered locally; an outage raises).
+    """Give tokens back; while Redis is unavailable, the failure policy says what becomes of it.
 
     >>> from bucketcore.backends.redis.options import Settings
     >>> call = Calls(Settings({}), cluster=False).refund("k", (Limit(1, 1.0, name="x"),), 1)
@@ -248,13 +248,14 @@ class Refund:
     ([b'bucketcore:{k}n:x', b'r'], None)
     """
 
-    __slots__ = ("command",)
+    __slots__ = ("command", "key", "limits", "policy", "tokens")
     answer = None
 
     def __init__(self, calls: Calls, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         tag = escape_key(key)
         if calls.deny is not None:
             calls.deny.forget(tag)
+        self.key, self.limits, self.tokens, self.policy = key, limits, tokens, calls.policy
         plans = [calls.plans.get(limit) for limit in limits]
         base = calls.prefix + b"{" + tag
         command: list[Any] = ["EVALSHA", SCRIPT_SHA, len(plans)]
@@ -267,7 +268,6 @@ class Refund:
     def finish(self, reply: Any) -> None:
         """A refund's reply is the server's time: nothing to read."""
 
-    @staticmethod
-    def fail(exc: StoreUnavailable) -> None:
-        """A refund is never decided by the failure policy."""
-        raise exc
+    def fail(self, exc: StoreUnavailable) -> None:
+        """Redis is unavailable: the local buckets get the tokens, or it is dropped, or raised."""
+        self.policy.refunded(self.key, self.limits, self.tokens, exc)
