@@ -11,6 +11,11 @@ measured, which counts as missed.
 bars: through redis-py's ``evalsha()`` (what an application would call), and
 as one hiredis-packed command on one connection (the wire floor, below
 redis-py's own per-command cost, which bucketcore's hot path also skips).
+
+One bar is absolute, the contract's only one: while Redis is stalled, the
+p99 of the calls after the first failure is at most 5 ms. Its ``unit`` is
+``"ms"``: it has no denominator, and its ``ratio`` is the numerator's
+measured nanoseconds (the p99 the ``redis.stalled`` group reports) in ms.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class Bar:
     denominator: str
     op: str  # "<=" or ">="
     threshold: float
+    unit: str = "x"  # "x": numerator / denominator; "ms": the numerator alone, in ms
 
     def judge(self, ratio: float | None) -> str:
         if ratio is None:
@@ -55,6 +61,8 @@ REDIS_PY_EVALSHA = "redis-py evalsha() of the trivial script"
 REDIS_RAW_SCRIPT = "raw EVALSHA of bucketcore's own script (diagnostic)"
 REDIS_BATCH = "bucketcore redis acquire_many (batch)"
 REDIS_ASYNC = "bucketcore AsyncLimiter (tasks)"
+REDIS_STALLED_ALLOW = "bucketcore redis acquire while stalled, on_error=allow (p99)"
+REDIS_STALLED_LOCAL = "bucketcore redis acquire while stalled, on_error=local (p99)"
 LMDB_WAL = "lmdb wal acquire"
 LMDB_WAL_TRY = "lmdb wal try_acquire"
 PYRATE_SQLITE = "pyrate-limiter SQLiteBucket (file lock)"
@@ -219,6 +227,22 @@ BARS: list[Bar] = [
         ">=",
         2.0,
     ),
+    *(
+        Bar(
+            15,
+            f"redis stalled: p99 of the calls after the first failure <= 5 ms ({on_error})",
+            "redis.stalled",
+            case,
+            "",
+            "<=",
+            5.0,
+            unit="ms",
+        )
+        for on_error, case in (
+            ("on_error=allow", REDIS_STALLED_ALLOW),
+            ("on_error=local", REDIS_STALLED_LOCAL),
+        )
+    ),
     *_lmdb_bars("lmdb.hot", "one hot key"),
     *_lmdb_bars("lmdb.many", "distinct keys"),
     Bar(
@@ -275,7 +299,10 @@ def evaluate(groups: list[dict[str, Any]], bars: list[Bar] | None = None) -> lis
     for bar in BARS if bars is None else bars:
         measured = times.get(bar.group, {})
         top, bottom = measured.get(bar.numerator), measured.get(bar.denominator)
-        ratio = None if top is None or bottom is None or bottom <= 0 else top / bottom
+        if bar.unit == "ms":
+            ratio = None if top is None else top / 1e6
+        else:
+            ratio = None if top is None or bottom is None or bottom <= 0 else top / bottom
         rows.append(
             {
                 "issue": bar.issue,
@@ -285,6 +312,7 @@ def evaluate(groups: list[dict[str, Any]], bars: list[Bar] | None = None) -> lis
                 "denominator": bar.denominator,
                 "op": bar.op,
                 "threshold": bar.threshold,
+                "unit": bar.unit,
                 "ratio": ratio,
                 "result": bar.judge(ratio),
             }

@@ -13,7 +13,8 @@ Suites (``--only`` picks some, in the order given):
   fsync group commit against a naive loop, the GIL during an fsync;
 - redis: standalone and a 3-master cluster, next to PING, a raw EVALSHA and
   the peers (one decision, acquire_many, AsyncLimiter, denied with and
-  without the deny cache), and the Redis footprint;
+  without the deny cache), the Redis footprint, and the p99 of calls while
+  the server is stalled behind a fault proxy (``suite_redis_faults``);
 - backends: every backend on the same workloads;
 - lmdb: one lmdb:// decision next to memory://, Redis and pyrate-limiter's
   SQLite bucket;
@@ -60,6 +61,7 @@ from benchmarks import (
     suite_outbound,
     suite_processes,
     suite_redis,
+    suite_redis_faults,
     suite_rocksdb,
 )
 from benchmarks.harness import QUICK, SIZES, Group, Sizes, progress
@@ -174,6 +176,7 @@ def measure(
                     continue
                 if suite == "redis":
                     groups += suite_redis.run(redis_servers(), sizes)
+                    groups += suite_redis_faults.run(redis_servers(), sizes)
                     footprint += suite_footprint.redis_rows(
                         f"redis://127.0.0.1:{redis_servers().standalone.port}", sizes
                     )
@@ -232,9 +235,10 @@ def summary(results: dict[str, Any]) -> list[str]:
     lines = ["", "bars (docs/design.md §6), from this run:"]
     for row in results["bars"]:
         ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        unit = " ms" if row.get("unit") == "ms" else ""
         lines.append(
-            f"  {row['result']:12} #{row['issue']} {row['bar']:90} {ratio:>7} "
-            f"({row['op']} {row['threshold']:g})"
+            f"  {row['result']:12} #{row['issue']} {row['bar']:90} {ratio:>7}{unit} "
+            f"({row['op']} {row['threshold']:g}{unit})"
         )
     passed = sum(row["result"] == bars.PASS for row in results["bars"])
     lines.append(f"  {passed} of {len(results['bars'])} bars pass")

@@ -140,13 +140,18 @@ def _bars_section(rows: list[dict[str, Any]]) -> list[str]:
     table = []
     for row in rows:
         # Three decimals: a bar at 1.0 can miss by 0.3%, and "1.00x FAIL" would puzzle.
-        value = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}x"
-        measured = f"{row['numerator']} / {row['denominator']} = {value}"
-        result = row["result"] if row["result"] == bar_specs.PASS else f"**{row['result']}**"
-        table.append(
-            [f"#{row['issue']}", row["bar"], measured, f"{row['op']} {row['threshold']:g}", result]
+        absolute = row.get("unit") == "ms"  # the stalled-Redis bar: a p99, not a ratio
+        unit = " ms" if absolute else "x"
+        value = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}{unit}"
+        measured = (
+            f"{row['numerator']} = {value}"
+            if absolute
+            else f"{row['numerator']} / {row['denominator']} = {value}"
         )
-    lines += _table(["issue", "bar", "measured (ns ratio)", "required", "result"], table)
+        result = row["result"] if row["result"] == bar_specs.PASS else f"**{row['result']}**"
+        required = f"{row['op']} {row['threshold']:g}{unit if absolute else ''}"
+        table.append([f"#{row['issue']}", row["bar"], measured, required, result])
+    lines += _table(["issue", "bar", "measured (ns ratio, or ms)", "required", "result"], table)
     return lines
 
 

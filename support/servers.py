@@ -195,9 +195,15 @@ class RedisProcess:
 
 
 class RedisCluster3:
-    """Three masters on loopback, a third of the slots each."""
+    """Three masters on loopback, a third of the slots each, and ``replicas`` replicas of each.
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    ``nodes[:3]`` are the masters as started; ``nodes[3 + i * replicas + j]``
+    is master ``i``'s replica ``j`` (after a failover, roles change: ask
+    :meth:`master_of`).
+    """
+
+    def __init__(self, binary: str, directory: Path, *, replicas: int = 0) -> None:
+        self.replicas = replicas
         self.nodes = [
             RedisProcess(
                 binary,
@@ -208,8 +214,10 @@ class RedisCluster3:
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
+                "--repl-diskless-sync-delay",  # a replica syncs at once, not after 5 s
+                "0",
             )
-            for i in range(3)
+            for i in range(3 * (1 + replicas))
         ]
 
     @property
@@ -217,10 +225,11 @@ class RedisCluster3:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def start(self) -> None:
-        """Start three empty nodes, give each a third of the slots, introduce them.
+        """Start empty nodes, give each master a third of the slots, introduce them all.
 
         Plain CLUSTER commands rather than ``redis-cli --cluster create``, so
-        Valkey's server alone (no CLI) makes a cluster too.
+        Valkey's server alone (no CLI) makes a cluster too. Returns once every
+        node sees every slot covered and every replica has synced.
         """
         import redis
 
@@ -230,30 +239,79 @@ class RedisCluster3:
         clients: list[Any] = [redis.Redis(port=node.port) for node in self.nodes]
         try:
             thirds = [(0, 5460), (5461, 10922), (10923, 16383)]
-            for client, (first, last) in zip(clients, thirds, strict=True):
+            for client, (first, last) in zip(clients, thirds, strict=False):
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
             for client in clients[1:]:
                 client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
+            if self.replicas:
+                self._replicate(clients)
             deadline = time.monotonic() + _START_TIMEOUT
-            for client in clients:
-                while True:
-                    info = client.execute_command("CLUSTER", "INFO")
-                    text = info.decode() if isinstance(info, bytes) else str(info)
-                    if (
-                        "cluster_state:ok" in text
-                        and len(client.execute_command("CLUSTER", "SLOTS")) == 3
-                    ):
-                        break
+            for index, client in enumerate(clients):
+                while not self._ready(client, master=index < 3):
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"the cluster did not become ok:\n{text}")
+                        info = client.execute_command("CLUSTER", "INFO")
+                        raise RuntimeError(f"the cluster did not become ok:\n{info!r}")
                     time.sleep(0.05)
         finally:
             for client in clients:
                 client.close()
 
+    def _replicate(self, clients: list[Any]) -> None:
+        """Make each replica node replicate its master (once it has heard of it)."""
+        import redis
+
+        ids = [_text(client.execute_command("CLUSTER", "MYID")) for client in clients[:3]]
+        deadline = time.monotonic() + _START_TIMEOUT
+        for index, client in enumerate(clients[3:]):
+            master = ids[index // self.replicas]
+            while True:
+                try:
+                    client.execute_command("CLUSTER", "REPLICATE", master)
+                    break
+                except redis.ResponseError:  # "Unknown node": the gossip is on its way
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def _ready(self, client: Any, *, master: bool) -> bool:
+        text = _text(client.execute_command("CLUSTER", "INFO"))
+        if "cluster_state:ok" not in text:
+            return False
+        if len(client.execute_command("CLUSTER", "SLOTS")) != 3:
+            return False
+        # Not CLUSTER SLOTS for the replicas: it lists one only once its
+        # replication offset is non-zero, which an empty master takes 10 s to do.
+        role = client.execute_command("ROLE")
+        if _text(role[0]) == "master":
+            return master and len(role[2]) == self.replicas
+        return not master and _text(role[3]) == "connected"
+
+    def master_of(self, key: str) -> RedisProcess:
+        """The node that is master of ``key``'s slot now (as a running node sees it)."""
+        import redis
+
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            client: Any = redis.Redis(port=node.port)
+            try:
+                slot = client.execute_command("CLUSTER", "KEYSLOT", key)
+                for first, last, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if first <= slot <= last:
+                        return next(n for n in self.nodes if n.port == int(master[1]))
+            except (redis.RedisError, OSError):
+                continue
+            finally:
+                client.close()
+        raise RuntimeError("no node answered")
+
     def kill(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class SentinelProcess(RedisProcess):

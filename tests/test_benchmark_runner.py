@@ -23,6 +23,7 @@ from benchmarks import (
     suite_lmdb,
     suite_processes,
     suite_redis,
+    suite_redis_faults,
     suite_rocksdb,
 )
 from benchmarks.harness import SMOKE
@@ -154,6 +155,37 @@ def test_the_redis_suites_run_against_their_own_servers(tmp_path: Path) -> None:
     assert len(rows) == 4
     assert all(row["result"] != bars.MISSING for row in rows)
     assert any(row["store"] == "redis" for row in results["footprint"])
+    # The breaker bar: calls timed while our own server is stalled behind the fault proxy.
+    stalled = next(group for group in results["groups"] if group["id"] == "redis.stalled")
+    by_case = {row["case"]: row for row in stalled["rows"]}
+    assert {bars.REDIS_STALLED_ALLOW, bars.REDIS_STALLED_LOCAL} <= set(by_case)
+    assert by_case[suite_redis_faults.FIRST_FAILURE]["ns"] >= 0.5e9  # one real timeout
+    breaker = [row for row in results["bars"] if row["issue"] == 15]
+    assert len(breaker) == 2
+    assert all(row["result"] != bars.MISSING and row["unit"] == "ms" for row in breaker)
+    assert [row["ratio"] for row in breaker] == [
+        by_case[bars.REDIS_STALLED_ALLOW]["ns"] / 1e6,
+        by_case[bars.REDIS_STALLED_LOCAL]["ns"] / 1e6,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("p99_ms", "result"), [(0.05, bars.PASS), (4.9, bars.PASS), (5.2, bars.FAIL)]
+)
+def test_the_breaker_bar_is_an_absolute_p99_in_ms(p99_ms: float, result: str) -> None:
+    group = {
+        "id": "redis.stalled",
+        "rows": [
+            {"case": bars.REDIS_STALLED_ALLOW, "ns": p99_ms * 1e6},
+            {"case": bars.REDIS_STALLED_LOCAL, "ns": 1e3},
+        ],
+    }
+    rows = [row for row in bars.evaluate([group]) if row["issue"] == 15]
+    assert [(row["ratio"], row["result"]) for row in rows] == [
+        (pytest.approx(p99_ms), result),
+        (pytest.approx(0.001), bars.PASS),
+    ]
+    assert f"= {p99_ms:.3f} ms | <= 5 ms |" in "\n".join(report._bars_section(rows))
 
 
 def _lmdb_groups(lmdb: float, memory: float, redis: float, sqlite: float) -> list[dict[str, Any]]:

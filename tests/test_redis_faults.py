@@ -8,6 +8,7 @@ is open) and generous deadlines for recovery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import random
@@ -175,6 +176,80 @@ def test_local_fallback_enforces_the_limit_during_the_outage(
         decision = limiter.acquire("user", limit)  # back on Redis, where 1 was taken
         assert not decision.degraded
         assert decision.remaining == 3
+
+
+@pytest.mark.parametrize("on_error", ["raise", "allow", "deny", "local"])
+def test_refund_reset_and_drain_during_an_outage_follow_the_failure_policy(
+    proxy: FaultProxy, redis_prefix: str, on_error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """local: they act on the local buckets; allow, deny: dropped (logged once); raise: raised."""
+    limit = Limit(3, 3600.0)
+    with Limiter(proxy.url, prefix=redis_prefix, on_error=on_error, **OPTIONS) as limiter:
+        assert limiter.acquire("user", limit, cost=2).remaining == 1  # on Redis
+        proxy.mode = "stall"
+        with caplog.at_level(logging.WARNING, logger="bucketcore.redis"):
+            if on_error == "raise":
+                for _ in range(2):  # the first waits for its timeout, the rest do not
+                    with pytest.raises(StoreUnavailable):
+                        limiter.refund("user", limit)
+                    with pytest.raises(StoreUnavailable):
+                        limiter.reset("user", limit)
+                    with pytest.raises(StoreUnavailable):
+                        limiter.drain("user", limit, seconds=60.0)
+            elif on_error == "local":
+                limiter.refund("user", limit)  # the first failure: to a full local bucket
+                assert limiter.acquire("user", limit, cost=3).remaining == 0
+                assert not limiter.acquire("user", limit).allowed
+                limiter.refund("user", limit, tokens=2)
+                assert limiter.acquire("user", limit).remaining == 1
+                limiter.reset("user", limit)
+                assert limiter.acquire("user", limit).remaining == 2
+                limiter.drain("user", limit, seconds=60.0)  # a drain holds the local bucket
+                assert not limiter.acquire("user", limit).allowed
+            else:
+                for _ in range(3):
+                    limiter.refund("user", limit)
+                    limiter.reset("user", limit)
+                    limiter.drain("user", limit, seconds=60.0)
+        dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(dropped) == (on_error in ("allow", "deny")), caplog.text
+        proxy.mode = "pass"
+        deadline = time.monotonic() + 10
+        while True:  # under raise a call raises until Redis answers again
+            with contextlib.suppress(StoreUnavailable):
+                if not limiter.acquire("probe", Limit(10**6, 1.0)).degraded:
+                    break
+            assert time.monotonic() < deadline, "decisions never became exact again"
+            time.sleep(0.02)
+        # Nothing done during the outage reached Redis: it still holds the 2 taken before.
+        assert limiter.peek("user", limit).remaining == 0
+
+
+def test_async_refund_and_reset_during_an_outage(proxy: FaultProxy, redis_prefix: str) -> None:
+    limit = Limit(3, 3600.0)
+
+    async def scenario(on_error: str) -> None:
+        async with AsyncLimiter(
+            proxy.url, prefix=f"{redis_prefix}{on_error}:", on_error=on_error, **OPTIONS
+        ) as limiter:
+            assert (await limiter.acquire("user", limit, cost=2)).remaining == 1
+            proxy.mode = "stall"
+            if on_error == "raise":
+                for _ in range(2):
+                    with pytest.raises(StoreUnavailable):
+                        await limiter.refund("user", limit)
+                    with pytest.raises(StoreUnavailable):
+                        await limiter.reset("user", limit)
+            else:
+                assert (await limiter.acquire("user", limit, cost=3)).remaining == 0
+                await limiter.refund("user", limit, tokens=2)
+                assert (await limiter.acquire("user", limit)).remaining == 1
+                await limiter.reset("user", limit)
+                assert (await limiter.acquire("user", limit)).remaining == 2
+            proxy.mode = "pass"
+
+    asyncio.run(scenario("raise"))
+    asyncio.run(scenario("local"))
 
 
 def test_async_breaker_and_local_fallback(proxy: FaultProxy, redis_prefix: str) -> None:

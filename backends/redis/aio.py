@@ -85,14 +85,22 @@ class AsyncRedisStore:
 
     async def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
         call = self.calls.refund(key, limits, tokens)
-        call.finish(await self._past_breaker(self._send_one(call.command)))
+        try:
+            reply = await self._past_breaker(self._send_one(call.command))
+        except StoreUnavailable as exc:
+            call.fail(exc)
+        else:
+            call.finish(reply)
 
     async def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
         call = self.calls.drain(key, limits, seconds_ns)
         call.finish(await self._past_breaker(self._send_one(call.command)))
 
     async def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
-        await self._past_breaker(self._delete(self.calls.reset(key, limits)))
+        try:
+            await self._past_breaker(self._delete(self.calls.reset(key, limits)))
+        except StoreUnavailable as exc:
+            self.calls.policy.reset(key, limits, exc)
 
     async def close(self) -> None:
         if self._closed:

@@ -10,6 +10,7 @@ and is not sent. ``acquire_many``'s call object is ``runs.Many``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bucketcore._gcra import Step, as_stored, decision_from_steps, evaluate
@@ -99,14 +100,19 @@ class Calls:
 
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> Refund:
         """Give ``tokens`` back to every limit, capped at full."""
+        args = [plan.refund_args(tokens) for plan in self._plans(limits)]
+        policy = self.policy
         return Refund(
-            self, key, limits, REFUND, [plan.refund_args(tokens) for plan in self._plans(limits)]
+            self, key, limits, REFUND, args, lambda exc: policy.refunded(key, limits, tokens, exc)
         )
 
     def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> Refund:
         """Hold every limit's bucket empty for ``seconds_ns`` (``_gcra.drained``)."""
         args = [plan.drain_args(seconds_ns) for plan in self._plans(limits)]
-        return Refund(self, key, limits, DRAIN, args)
+        policy = self.policy
+        return Refund(
+            self, key, limits, DRAIN, args, lambda exc: policy.drained(key, limits, seconds_ns, exc)
+        )
 
     def _plans(self, limits: tuple[Limit, ...]) -> list[Plan]:
         return [self.plans.get(limit) for limit in limits]
@@ -259,7 +265,7 @@ class Decide:
 
 
 class Refund:
-    """Give tokens back, or drain (never answered locally; an outage raises).
+    """Give tokens back, or drain; while Redis is out, the failure policy says what happens.
 
     >>> from bucketcore.backends.redis.options import Settings
     >>> call = Calls(Settings({}), cluster=False).refund("k", (Limit(1, 1.0, name="x"),), 1)
@@ -267,7 +273,7 @@ class Refund:
     ([b'bucketcore:{k}n:x', b'r'], None)
     """
 
-    __slots__ = ("command",)
+    __slots__ = ("command", "on_outage")
     answer = None
 
     def __init__(
@@ -277,10 +283,12 @@ class Refund:
         limits: tuple[Limit, ...],
         mode: bytes,
         args: list[tuple[bytes, ...]],
+        on_outage: Callable[[StoreUnavailable], None],
     ) -> None:
         tag = escape_key(key)
         if calls.deny is not None:
             calls.deny.forget(tag)
+        self.on_outage = on_outage
         base = calls.prefix + b"{" + tag
         command: list[Any] = ["EVALSHA", SCRIPT_SHA, len(limits)]
         command += [base + calls.plans.get(limit).suffix for limit in limits]
@@ -294,7 +302,6 @@ class Refund:
         if type(reply) is not int:
             raise unexpected(reply)
 
-    @staticmethod
-    def fail(exc: StoreUnavailable) -> None:
-        """A refund or drain is never decided by the failure policy."""
-        raise exc
+    def fail(self, exc: StoreUnavailable) -> None:
+        """Redis is unavailable: the local buckets take it, or it is dropped, or raised."""
+        self.on_outage(exc)

@@ -9,13 +9,15 @@ once the cached denial has run out (tokens can otherwise only appear with
 time).
 
 ``FailurePolicy``: what a call answers when Redis is unavailable
-(``on_error=raise|allow|deny|local``). The outage's log lines are the
-circuit breaker's (``breaker``).
+(``on_error=raise|allow|deny|local``), and what becomes of a refund or a
+reset meanwhile. The outage's log lines are the circuit breaker's
+(``breaker``), and one more if refunds or resets are dropped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 
 from bucketcore._gcra import NEVER, as_stored, decision_from_steps, evaluate
@@ -30,6 +32,8 @@ from .options import Settings
 from .script import Plan
 
 __all__ = ["DenyCache", "FailurePolicy", "breaker_for"]
+
+_LOG = logging.getLogger("bucketcore.redis")
 
 
 class DenyCache:
@@ -122,12 +126,13 @@ class FailurePolicy:
     [True, True, False]
     """
 
-    __slots__ = ("_local", "_lock", "on_error")
+    __slots__ = ("_dropped_logged", "_local", "_lock", "on_error")
 
     def __init__(self, on_error: str) -> None:
         self.on_error = on_error
         self._local: MemoryStore | None = None
         self._lock = threading.Lock()
+        self._dropped_logged = False
 
     def degraded(
         self,
@@ -148,12 +153,7 @@ class FailurePolicy:
         if on_error == "raise" and not closed:
             raise exc
         if on_error == "local":
-            store = self._local
-            if store is None:
-                with self._lock:
-                    if self._local is None:
-                        self._local = MemoryStore()
-                    store = self._local
+            store = self._local_store()
             decision = store.peek(key, limits, cost) if peek else store.acquire(key, limits, cost)
             return dataclasses.replace(decision, degraded=True)
         if on_error == "allow":
@@ -173,9 +173,70 @@ class FailurePolicy:
             False, 0, decision.retry_after, decision.reset_after, limit, degraded=True
         )
 
+    def refunded(
+        self, key: Key, limits: tuple[Limit, ...], tokens: int, exc: StoreUnavailable
+    ) -> None:
+        """A refund while Redis is unavailable (docs/design.md §4).
+
+        ``local`` gives the tokens back to the local buckets that decide
+        meanwhile; ``allow`` and ``deny`` drop it (their answers do not
+        depend on the buckets; Redis keeps the charge, logged once per
+        outage); ``raise`` raises ``exc``.
+        """
+        if self.on_error == "local":
+            self._local_store().refund(key, limits, tokens)
+        else:
+            self._drop("refund", exc)
+
+    def drained(
+        self, key: Key, limits: tuple[Limit, ...], seconds_ns: int, exc: StoreUnavailable
+    ) -> None:
+        """A drain while Redis is unavailable: as ``refunded`` says for a refund."""
+        if self.on_error == "local":
+            self._local_store().drain(key, limits, seconds_ns)
+        else:
+            self._drop("drain", exc)
+
+    def reset(self, key: Key, limits: tuple[Limit, ...], exc: StoreUnavailable) -> None:
+        """A reset while Redis is unavailable: as ``refunded`` says for a refund.
+
+        >>> policy, limit = FailurePolicy("local"), Limit(1, 60.0)
+        >>> policy.degraded("k", (limit,), 1, StoreUnavailable("down")).allowed
+        True
+        >>> policy.reset("k", (limit,), StoreUnavailable("down"))
+        >>> policy.degraded("k", (limit,), 1, StoreUnavailable("down")).allowed
+        True
+        """
+        if self.on_error == "local":
+            self._local_store().reset(key, limits)
+        else:
+            self._drop("reset", exc)
+
     def forget_local(self) -> None:
         """Redis is back: the local buckets served their outage."""
         self._local = None
+        self._dropped_logged = False
+
+    def _local_store(self) -> MemoryStore:
+        store = self._local
+        if store is None:
+            with self._lock:
+                if self._local is None:
+                    self._local = MemoryStore()
+                store = self._local
+        return store
+
+    def _drop(self, what: str, exc: StoreUnavailable) -> None:
+        if self.on_error == "raise":
+            raise exc
+        if not self._dropped_logged:
+            self._dropped_logged = True
+            _LOG.warning(
+                "Redis is unavailable: a %s was dropped (on_error=%s); "
+                "refunds and resets are dropped until it is back",
+                what,
+                self.on_error,
+            )
 
 
 def breaker_for(settings: Settings, policy: FailurePolicy) -> Breaker:

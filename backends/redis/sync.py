@@ -121,7 +121,10 @@ class RedisStore:
         self._run(self.calls.drain(key, limits, seconds_ns))
 
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
-        self._past_breaker(self._delete, self.calls.reset(key, limits))
+        try:
+            self._past_breaker(self._delete, self.calls.reset(key, limits))
+        except StoreUnavailable as exc:
+            self.calls.policy.reset(key, limits, exc)
 
     def close(self) -> None:
         if self._closed:
