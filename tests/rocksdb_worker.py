@@ -36,6 +36,12 @@ HAMMER_LIMIT = Limit(1000, 86400.0)  # never runs dry, and refills < 0.05 tokens
 ALICE_LIMIT = Limit(10, 10.0)
 
 
+def open_and_close(path: str) -> None:
+    store = RocksDBStore(path)
+    store.open()  # a store opens on first use; this opens it now
+    store.close()
+
+
 def say(line: str) -> None:
     os.write(1, (line + "\n").encode())
 
@@ -79,7 +85,7 @@ def take_over(path: str) -> None:
     from bucketcore import StoreLocked
 
     try:
-        RocksDBStore(path).close()
+        open_and_close(path)
     except StoreLocked:
         say("locked")
     else:
@@ -99,7 +105,7 @@ def exhaust(path: str, monotonic_ns: str, wall_ns: str) -> None:
 
 def open_once(path: str) -> None:
     try:
-        RocksDBStore(path).close()
+        open_and_close(path)
     except Exception as exc:
         say(f"{type(exc).__name__} {exc}")
     else:
@@ -108,6 +114,7 @@ def open_once(path: str) -> None:
 
 def fill(path: str) -> None:
     store = RocksDBStore(path)
+    store.open()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of dying
     biggest = max(
         os.path.getsize(os.path.join(path, name))
