@@ -5,8 +5,10 @@ This is the authority for ``memory://`` and, given a persistence object
 
 Each limit identity has a table ``{key: [tat, limit]}``; a missing bucket is
 a full one. Full buckets carry no information, so they are dropped lazily:
-each call that creates a bucket also sweeps a little of a snapshot of the
-tables (see bucketcore/_sweep.py). No thread, and no live bucket is ever reset.
+every 64th created bucket, and every 1024th call, sweeps a little of a
+snapshot of the tables (see bucketcore/_sweep.py), so a spike of one-off
+keys is released even when later traffic creates no buckets. No thread,
+and no live bucket is ever reset.
 
 Where the C module ``bucketcore._fastpath`` was built, it answers the
 commonest calls (up to eight ``Limit``s, an ASCII ``str`` key) on these
@@ -65,8 +67,10 @@ _EXACT_FLOAT_INT = 2**53  # seconds_at_least's fast case, inlined in acquire
 _nextafter = math.nextafter
 _new_draft = object.__new__
 
-# Every _SWEEP_EVERY created buckets, the lazy sweep (bucketcore/_sweep.py) runs.
+# Every _SWEEP_EVERY created buckets, and every _SWEEP_EVERY_CALLS calls
+# (the C path counts its own), the lazy sweep (bucketcore/_sweep.py) runs.
 _SWEEP_EVERY = 64
+_SWEEP_EVERY_CALLS = 1024
 
 PURE_PYTHON_VARIABLE = "BUCKETCORE_PURE_PYTHON"
 
@@ -106,6 +110,7 @@ class MemoryStore:
         self._tables: dict[str, Table] = {}  # the C path holds it: never rebind
         self._sweep = Sweep(live=2 * _SWEEP_EVERY)
         self._created_since_sweep = 0
+        self._sweep_every_calls = self._calls_until_sweep = _SWEEP_EVERY_CALLS  # C reads it
         self._fast: _fastpath.FastPath | None = None
         if persistence is not None:  # decide in Python, telling the persistence
             self.checked_try_acquire = self._persisted_try_acquire  # type: ignore[method-assign]
@@ -208,6 +213,9 @@ class MemoryStore:
             bucket[0] = after
             return True
         finally:
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
             lock.release()
 
     def checked_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
@@ -250,6 +258,9 @@ class MemoryStore:
                 else:
                     tat = bucket[0] = clamped(limit, tat, now)  # undo a clock step back
         finally:
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
             lock.release()
         capacity = limit.capacity_units
         if debt > capacity:
@@ -311,6 +322,9 @@ class MemoryStore:
             else:
                 bucket[0] = after
         finally:
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
             lock.release()
         persistence.settle()
         return True
@@ -334,6 +348,9 @@ class MemoryStore:
                     self._create(limit, key, step.tat, now_ns)
                 else:
                     bucket[0] = step.tat
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
         if step.allowed:
             persistence.settle()
         return from_nanoseconds(step.allowed, step.remaining, step.retry_ns, step.reset_ns, limit)
@@ -412,6 +429,9 @@ class MemoryStore:
                     self._persistence.stage(changes, now_ns)
                 for limit, step in zip(limits, steps, strict=True):
                     self._set_tat(limit, key, step.tat, now_ns)
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
         if changed and self._persistence is not None:
             self._persistence.settle()
         return decision_from_steps(limits, steps)
@@ -451,9 +471,17 @@ class MemoryStore:
         self._created_since_sweep += 1
         if self._created_since_sweep >= _SWEEP_EVERY:
             self._created_since_sweep = 0
-            dropped = self._sweep.sweep(self._tables, now_ns)
-            if dropped and self._persistence is not None:
-                self._persistence.forget(dropped)
+            self._run_sweep(now_ns)
+
+    def _sweep_after_calls(self) -> None:
+        """Every ``_SWEEP_EVERY_CALLS`` calls (lock held, the call's changes made)."""
+        self._calls_until_sweep = self._sweep_every_calls
+        self._run_sweep(self._clock())
+
+    def _run_sweep(self, now_ns: int) -> None:
+        dropped = self._sweep.sweep(self._tables, now_ns)
+        if dropped and self._persistence is not None:
+            self._persistence.forget(dropped)
 
     @staticmethod
     def _check_same_limit(bucket: Bucket, limit: Limit) -> None:
