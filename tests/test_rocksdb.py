@@ -283,6 +283,23 @@ def test_on_corrupt_empty_treats_the_bucket_as_empty_and_logs(
     assert "victim" in caplog.text
 
 
+def test_on_corrupt_empty_replaces_the_record_logs_once_and_refills(
+    path: Path, clocks: Clocks, caplog: pytest.LogCaptureFixture
+) -> None:
+    corrupt_the_only_record(path, clocks, b"garbage")
+    limit = Limit(3, 60.0)  # a token every 20 s
+    caplog.set_level(logging.WARNING, logger="bucketcore.rocksdb")
+    with Limiter(open_store(path, clocks, on_corrupt="empty")) as limiter:
+        assert not any(limiter.try_acquire("victim", limit) for _ in range(5))
+        clocks.advance(20 * SECOND)
+        assert limiter.try_acquire("victim", limit)  # it refills like any bucket
+        assert not limiter.try_acquire("victim", limit)
+    assert len([r for r in caplog.records if "victim" in r.getMessage()]) == 1
+    clocks.restart()
+    with Limiter(open_store(path, clocks)) as limiter:  # the record is whole again
+        assert not limiter.try_acquire("victim", limit)
+
+
 def write_foreign_database(path: Path) -> None:
     db = rocksdict.Rdict(str(path), rocksdict.Options(raw_mode=True))
     db.put(b"user:42", b"someone else's data")
