@@ -68,6 +68,9 @@ typedef struct {
     PyObject *slow_peek;
     PyObject *create;           /* store._create(limit, key, tat, now_ns) */
     PyObject *rebind; /* MemoryStore._rebind(bucket, limit): false hands the call to Python */
+    PyObject *sweep_after_calls; /* store._sweep_after_calls(), every calls_per_sweep calls */
+    long calls_per_sweep;
+    long calls_until_sweep;
     PyObject *seconds_at_least; /* decision.seconds_at_least(ns), for >= 2**53 ns */
     Py_ssize_t max_key_length;
     int closed;                 /* after close(): every call takes the Python path */
@@ -149,6 +152,8 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
     PyObject *decision_type = NULL, *slow_try_acquire = NULL, *slow_acquire = NULL;
     PyObject *slow_peek = NULL, *create = NULL, *rebind = NULL;
     PyObject *seconds_at_least = NULL, *max_key = NULL, *put = NULL, *write_options = NULL;
+    PyObject *sweep_after_calls = NULL, *sweep_every = NULL;
+    long calls_per_sweep = 0;
     PyObject *wall_clock = NULL, *record_prefixes = NULL, *version = NULL, *size = NULL;
     int status = -1;
     Py_ssize_t max_key_length = -1;
@@ -160,6 +165,8 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
         || (slow_peek = attribute(store, "checked_peek")) == NULL
         || (create = attribute(store, "_create")) == NULL
         || (rebind = attribute(store, "_rebind")) == NULL
+        || (sweep_after_calls = attribute(store, "_sweep_after_calls")) == NULL
+        || (sweep_every = attribute(store, "_sweep_every_calls")) == NULL
         || (limit_type = module_attribute("bucketcore.limit", "Limit")) == NULL
         || (decision_type = module_attribute("bucketcore.decision", "Decision")) == NULL
         || (seconds_at_least = module_attribute("bucketcore.decision", "seconds_at_least")) == NULL
@@ -171,6 +178,12 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
         goto done;
     }
     if ((max_key_length = PyLong_AsSsize_t(max_key)) < 0) {
+        goto done;
+    }
+    if ((calls_per_sweep = PyLong_AsLong(sweep_every)) < 1) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "_sweep_every_calls must be a positive int");
+        }
         goto done;
     }
     if (writer != Py_None) {
@@ -242,6 +255,8 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
     self->slow_peek = Py_NewRef(slow_peek);
     self->create = Py_NewRef(create);
     self->rebind = Py_NewRef(rebind);
+    self->sweep_after_calls = Py_NewRef(sweep_after_calls);
+    self->calls_per_sweep = self->calls_until_sweep = calls_per_sweep;
     self->seconds_at_least = Py_NewRef(seconds_at_least);
     self->max_key_length = max_key_length;
     if (put != NULL) {
@@ -267,6 +282,8 @@ done:
     Py_XDECREF(slow_peek);
     Py_XDECREF(create);
     Py_XDECREF(rebind);
+    Py_XDECREF(sweep_after_calls);
+    Py_XDECREF(sweep_every);
     Py_XDECREF(seconds_at_least);
     Py_XDECREF(max_key);
     Py_XDECREF(put);
@@ -294,6 +311,7 @@ FastPath_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->slow_peek);
     Py_VISIT(self->create);
     Py_VISIT(self->rebind);
+    Py_VISIT(self->sweep_after_calls);
     Py_VISIT(self->seconds_at_least);
     Py_VISIT(self->put);
     Py_VISIT(self->write_options);
@@ -316,6 +334,7 @@ FastPath_clear(FastPath *self)
     Py_CLEAR(self->slow_peek);
     Py_CLEAR(self->create);
     Py_CLEAR(self->rebind);
+    Py_CLEAR(self->sweep_after_calls);
     Py_CLEAR(self->seconds_at_least);
     Py_CLEAR(self->put);
     Py_CLEAR(self->write_options);
@@ -832,6 +851,19 @@ fast_decide(FastPath *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     int status = count == 1 && consume
         ? decide_locked(self, key, *limit, cost, out)
         : decide_many_locked(self, key, limits, count, cost, consume, limit, out);
+    /* Calls, not only creations, drive the lazy sweep: a spike of one-off keys
+     * is released even when later traffic creates no buckets. A countdown
+     * here, a Python call every calls_per_sweep calls (the call's changes made). */
+    if (status == DECIDE_DONE && --self->calls_until_sweep <= 0) {
+        self->calls_until_sweep = self->calls_per_sweep;
+        PyObject *swept = PyObject_CallNoArgs(self->sweep_after_calls);
+        if (swept == NULL) {
+            status = DECIDE_ERROR;
+        }
+        else {
+            Py_DECREF(swept);
+        }
+    }
     if (status == DECIDE_ERROR) {
         PyObject *type, *value, *traceback; /* release, and keep the first error */
         PyErr_Fetch(&type, &value, &traceback);

@@ -8,9 +8,11 @@ a full one. ``limit`` is the Limit the state was last kept under; a call
 under another one (a plan changed, or merely another equal object) goes
 through ``_adopt``, which converts the state (``_gcra.converted``); a drained
 bucket holds ``_gcra.Held`` there instead, so no fast path ever takes it.
-Full buckets carry no information, so they are dropped lazily:
-each call that creates a bucket also sweeps a little of a snapshot of the
-tables (see bucketcore/_sweep.py). No thread, and no live bucket is ever reset.
+Full buckets carry no information, so they are dropped lazily: every 64th
+created bucket, and every 1024th call, sweeps a little of a snapshot of the
+tables (see bucketcore/_sweep.py), so a spike of one-off keys is released
+even when later traffic creates no buckets. No thread, and no live bucket is
+ever reset.
 
 Where the C module ``bucketcore._fastpath`` was built, it answers the
 commonest calls (up to eight ``Limit``s, an ASCII ``str`` key) on these
@@ -78,8 +80,10 @@ _EXACT_FLOAT_INT = 2**53  # seconds_at_least's fast case, inlined in acquire
 _nextafter = math.nextafter
 _new_draft = object.__new__
 
-# Every _SWEEP_EVERY created buckets, the lazy sweep (bucketcore/_sweep.py) runs.
+# Every _SWEEP_EVERY created buckets, and every _SWEEP_EVERY_CALLS calls
+# (the C path counts its own), the lazy sweep (bucketcore/_sweep.py) runs.
 _SWEEP_EVERY = 64
+_SWEEP_EVERY_CALLS = 1024
 
 PURE_PYTHON_VARIABLE = "BUCKETCORE_PURE_PYTHON"
 
@@ -119,6 +123,7 @@ class MemoryStore:
         self._tables: dict[str, Table] = {}  # the C path holds it: never rebind
         self._sweep = Sweep(live=2 * _SWEEP_EVERY)
         self._created_since_sweep = 0
+        self._sweep_every_calls = self._calls_until_sweep = _SWEEP_EVERY_CALLS  # C reads it
         self._fast: _fastpath.FastPath | None = None
         if persistence is not None:  # decide in Python, telling the persistence
             self.checked_try_acquire = self._persisted_try_acquire  # type: ignore[method-assign]
@@ -222,6 +227,9 @@ class MemoryStore:
             bucket[0] = after
             return True
         finally:
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
             lock.release()
 
     def checked_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
@@ -266,6 +274,9 @@ class MemoryStore:
                 else:
                     return self._held_decision(bucket, now_ns, cost)
         finally:
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
             lock.release()
         capacity = limit.capacity_units
         if debt > capacity:
@@ -327,6 +338,9 @@ class MemoryStore:
             else:
                 bucket[0] = after
         finally:
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
             lock.release()
         persistence.settle()
         return True
@@ -350,6 +364,9 @@ class MemoryStore:
                     self._create(limit, key, step.tat, now_ns)
                 else:
                     bucket[0] = step.tat
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
         if step.allowed:
             persistence.settle()
         return from_nanoseconds(step.allowed, step.remaining, step.retry_ns, step.reset_ns, limit)
@@ -452,6 +469,9 @@ class MemoryStore:
                     self._persistence.stage(changes, now_ns)
                 for limit, step in zip(limits, steps, strict=True):
                     self._set_tat(limit, key, step.tat, now_ns)
+            self._calls_until_sweep -= 1
+            if self._calls_until_sweep <= 0:
+                self._sweep_after_calls()
         if changed and self._persistence is not None:
             self._persistence.settle()
         return decision_from_steps(limits, steps)
@@ -546,9 +566,17 @@ class MemoryStore:
         self._created_since_sweep += 1
         if self._created_since_sweep >= _SWEEP_EVERY:
             self._created_since_sweep = 0
-            dropped = self._sweep.sweep(self._tables, now_ns)
-            if dropped and self._persistence is not None:
-                self._persistence.forget(dropped)
+            self._run_sweep(now_ns)
+
+    def _sweep_after_calls(self) -> None:
+        """Every ``_SWEEP_EVERY_CALLS`` calls (lock held, the call's changes made)."""
+        self._calls_until_sweep = self._sweep_every_calls
+        self._run_sweep(self._clock())
+
+    def _run_sweep(self, now_ns: int) -> None:
+        dropped = self._sweep.sweep(self._tables, now_ns)
+        if dropped and self._persistence is not None:
+            self._persistence.forget(dropped)
 
 
 # A memory:// store inherited by a forked child (a pre-forking server's

@@ -140,7 +140,8 @@ def test_inspect_and_reset_on_rocksdb(tmp_path: Path) -> None:
 def test_inspect_while_another_process_owns_the_rocksdb_store(tmp_path: Path) -> None:
     pytest.importorskip("bucketcore.backends.rocksdb", reason="the rocksdb backend is not here")
     url = f"rocksdb://{tmp_path / 'store'}"
-    with Limiter(url):
+    with Limiter(url) as owner:
+        owner.store.open()  # type: ignore[attr-defined]  # a store opens on first use
         shown = script("inspect", url, "user:alice", SLOW)
     assert shown.returncode == 1
     assert shown.stderr.count("\n") == 1

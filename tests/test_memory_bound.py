@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bucketcore import Limit, Limiter
-from bucketcore.memory import MemoryStore
+from bucketcore.memory import PURE_PYTHON_VARIABLE, MemoryStore, fast_path_available
 from tests.conftest import FakeClock
 
 
@@ -45,3 +47,30 @@ def test_a_bucket_that_is_not_full_is_never_dropped() -> None:
         limiter.try_acquire(f"churn-{index}", Limit(1, 0.000_001))
     assert len(store) >= 2_000
     assert not any(limiter.try_acquire(f"user-{index}", slow) for index in range(2_000))
+
+
+@pytest.mark.parametrize("pure_python", [False, True], ids=["c", "python"])
+@pytest.mark.parametrize("call", ["try_acquire", "acquire", "peek"])
+def test_a_spike_is_released_by_steady_traffic_that_creates_no_buckets(
+    monkeypatch: pytest.MonkeyPatch, pure_python: bool, call: str
+) -> None:
+    """300k one-off keys go idle; then only a few known keys are used (issue 17)."""
+    if pure_python:
+        monkeypatch.setenv(PURE_PYTHON_VARIABLE, "1")
+    elif not fast_path_available():
+        pytest.skip("the C module was not built")
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    limiter = Limiter(store)
+    steady = Limit(1_000_000, 1.0)
+    for index in range(100):  # the steady keys exist before the spike
+        assert limiter.try_acquire(f"steady-{index}", steady)
+    spike = Limit(1, 1.0)
+    for index in range(300_000):
+        assert limiter.try_acquire(f"spike-{index}", spike)
+    assert len(store) > 250_000  # the spike's buckets are not full yet
+    clock.advance(2.0)  # every spike bucket is full now; no call creates a bucket below
+    decide = getattr(limiter, call)
+    for index in range(100_000):
+        decide(f"steady-{index % 100}", steady)
+    assert len(store) <= 1_000

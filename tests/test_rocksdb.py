@@ -283,6 +283,23 @@ def test_on_corrupt_empty_treats_the_bucket_as_empty_and_logs(
     assert "victim" in caplog.text
 
 
+def test_on_corrupt_empty_replaces_the_record_logs_once_and_refills(
+    path: Path, clocks: Clocks, caplog: pytest.LogCaptureFixture
+) -> None:
+    corrupt_the_only_record(path, clocks, b"garbage")
+    limit = Limit(3, 60.0)  # a token every 20 s
+    caplog.set_level(logging.WARNING, logger="bucketcore.rocksdb")
+    with Limiter(open_store(path, clocks, on_corrupt="empty")) as limiter:
+        assert not any(limiter.try_acquire("victim", limit) for _ in range(5))
+        clocks.advance(20 * SECOND)
+        assert limiter.try_acquire("victim", limit)  # it refills like any bucket
+        assert not limiter.try_acquire("victim", limit)
+    assert len([r for r in caplog.records if "victim" in r.getMessage()]) == 1
+    clocks.restart()
+    with Limiter(open_store(path, clocks)) as limiter:  # the record is whole again
+        assert not limiter.try_acquire("victim", limit)
+
+
 def write_foreign_database(path: Path) -> None:
     db = rocksdict.Rdict(str(path), rocksdict.Options(raw_mode=True))
     db.put(b"user:42", b"someone else's data")
@@ -292,7 +309,7 @@ def write_foreign_database(path: Path) -> None:
 def test_a_foreign_rocksdb_directory_is_refused(path: Path, clocks: Clocks) -> None:
     write_foreign_database(path)
     with pytest.raises(CorruptState, match="not a bucketcore store"):
-        open_store(path, clocks)
+        open_store(path, clocks).open()
 
 
 def test_a_pickled_rocksdict_directory_is_a_store_error(path: Path, clocks: Clocks) -> None:
@@ -300,14 +317,14 @@ def test_a_pickled_rocksdict_directory_is_a_store_error(path: Path, clocks: Cloc
     db["user"] = {"not": "ours"}
     db.close()
     with pytest.raises(StoreError, match=r"bucketcore store|comparator"):
-        open_store(path, clocks)
+        open_store(path, clocks).open()
 
 
 def test_a_refused_foreign_directory_releases_the_owner_lock(path: Path, clocks: Clocks) -> None:
     write_foreign_database(path)
     for _ in range(2):  # a leaked lock would make the second attempt StoreLocked
         with pytest.raises(CorruptState):
-            open_store(path, clocks)
+            open_store(path, clocks).open()
 
 
 def test_records_are_fixed_size_structs_with_a_version_byte(path: Path, clocks: Clocks) -> None:
@@ -437,6 +454,7 @@ def test_flushes_from_another_thread_never_overlap(
     """Two batches written at once could land out of order: an old state last."""
     limit = Limit(10_000, 3600.0)
     store = open_store(path, clocks, durability=durability, flush_interval=0.001)
+    store.open()
     real_db = store._persistence.db
     writing = [0, 0]  # now, most at once
     guard = threading.Lock()
@@ -485,6 +503,7 @@ def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
     path: Path, clocks: Clocks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = open_store(path, clocks, durability="sync")
+    store.open()
     real_db = store._persistence.db
     events: list[str] = []
 
@@ -504,9 +523,10 @@ def test_sync_returns_only_after_its_decision_was_written_and_fsynced(
     limit = Limit(1000, 1.0)
     for calls in range(1, 4):
         assert store.try_acquire("k", (limit,), 1)
-        assert events == ["write 1", "fsync True"] * calls
+        # one record, and the batch's fsync count (backends/rocksdb/synced_mark.py)
+        assert events == ["write 2", "fsync True"] * calls
     assert store.acquire("k", (limit, Limit(9, 1.0)), 1).allowed  # two records, one batch
-    assert events[-2:] == ["write 2", "fsync True"]
+    assert events[-2:] == ["write 3", "fsync True"]
     assert not store.peek("k", (limit,), 997).allowed  # a read writes nothing
     assert len(events) == 8
     monkeypatch.setattr(store._persistence, "db", real_db)
@@ -523,6 +543,7 @@ def test_sync_answers_no_thread_before_the_fsync_of_its_state(
     write, or during the fsync) finds its synced record unchanged.
     """
     store = open_store(path, clocks, durability="sync")
+    store.open()
     real_db = store._persistence.db
     limit = Limit(10_000, 3600.0)
     keys = [f"thread-{index}" for index in range(8)]
@@ -629,6 +650,7 @@ def test_async_limiter_on_sync_waits_for_the_fsync_off_the_event_loop(
 ) -> None:
     """A sync decision waiting for its fsync must not stop the other tasks."""
     store = open_store(path, clocks, durability="sync")
+    store.open()
     real_db = store._persistence.db
     fsyncing = threading.Event()
     fsync_may_end = threading.Event()
@@ -682,10 +704,13 @@ def test_a_closed_store_raises_store_closed(path: Path, clocks: Clocks) -> None:
 
 def test_close_releases_the_owner_lock(path: Path, clocks: Clocks) -> None:
     store = open_store(path, clocks)
+    store.open()
     with pytest.raises(StoreLocked, match="pid"):
-        open_store(path, clocks)
+        open_store(path, clocks).open()
     store.close()
-    open_store(path, clocks).close()
+    opened = open_store(path, clocks)
+    opened.open()
+    opened.close()
 
 
 def test_url_options_are_parsed_and_validated(tmp_path: Path) -> None:
@@ -732,7 +757,7 @@ def test_relative_urls_are_relative_to_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    with Limiter("rocksdb://./data/limits") as limiter:
+    with Limiter("rocksdb://./data/limits?create=true") as limiter:
         assert limiter.try_acquire("k", Limit(1, 1.0))
     assert (tmp_path / "data" / "limits" / "CURRENT").exists()
     assert (tmp_path / "data" / "limits.owner.lock").exists()

@@ -26,7 +26,7 @@ import pytest
 from bucketcore import Limiter, StoreLocked
 from bucketcore.backends.rocksdb import RocksDBStore
 from bucketcore.decision import seconds_at_least
-from tests.rocksdb_worker import ALICE_LIMIT, HAMMER_LIMIT, KEYS
+from tests.rocksdb_worker import ALICE_LIMIT, HAMMER_LIMIT, KEYS, open_and_close
 
 ROOT = Path(__file__).resolve().parent.parent
 SECOND = 1_000_000_000
@@ -106,9 +106,9 @@ def test_a_second_opener_gets_store_locked_naming_the_holder(tmp_path: Path) -> 
     path = tmp_path / "limits"
     with holder(path) as (process, pid):
         with pytest.raises(StoreLocked, match=f"pid {pid} on host "):
-            RocksDBStore(path)
+            RocksDBStore(path).open()
         release(process)
-    RocksDBStore(path).close()  # free once the holder closed
+    open_and_close(path)  # free once the holder closed
 
 
 def test_a_killed_owner_leaves_no_lock_behind(tmp_path: Path) -> None:
@@ -248,7 +248,7 @@ def test_a_read_only_parent_directory_is_a_clear_store_error(tmp_path: Path) -> 
 
 def test_a_read_only_store_directory_is_a_clear_store_error(tmp_path: Path) -> None:
     path = tmp_path / "limits"
-    RocksDBStore(path).close()
+    open_and_close(path)
     path.chmod(0o555)
     try:
         output = run_worker("open", path, prefix=without_root_powers())

@@ -5,16 +5,19 @@ its new states: ``WalPersistence`` writes each one before the call answers,
 ``SyncPersistence`` group-commits them with one fsync per batch, and
 ``PeriodicPersistence`` writes the newest state of each bucket every
 ``flush_interval`` from a background thread. ``attach`` gives a mode the
-memory core it persists (its lock and clock, and which buckets it holds).
+memory core it persists (its lock and clock, and which buckets it holds);
+``opened`` gives it the database and the fsync mark (``synced_mark.py``),
+which a store opens on first use: until then ``db`` may be a stand-in that
+opens the store when touched.
 
 >>> import tempfile, os
 >>> from bucketcore import Limit
 >>> from bucketcore.memory import MemoryStore
 >>> from bucketcore.backends.rocksdb.database import open_db
->>> db = open_db(os.path.join(tempfile.mkdtemp(), "db"))
+>>> db, mark = open_db(os.path.join(tempfile.mkdtemp(), "db"))
 >>> wal = WalPersistence(db, "db")
 >>> memory = MemoryStore(persistence=wal)
->>> wal.attach(memory)
+>>> wal.attach(memory); wal.opened(db, mark)
 >>> memory.acquire("alice", (Limit(3, 60.0),), 1).remaining
 2
 >>> len([key for key in db.keys() if key[:1] == b"\\x01"])
@@ -50,6 +53,7 @@ from .records import (
     encode,
     restored,
 )
+from .synced_mark import SyncedMark
 
 __all__ = ["DURABILITIES", "PeriodicPersistence", "SyncPersistence", "WalPersistence"]
 
@@ -80,6 +84,7 @@ class RocksDBPersistence:
         on_corrupt: str = "raise",
     ) -> None:
         self.db = db
+        self.mark: SyncedMark | None = None  # given by opened()
         self.path = path
         self.wall_clock: WallClock = wall_clock if wall_clock is not None else time.time_ns
         self.on_corrupt = on_corrupt
@@ -92,6 +97,11 @@ class RocksDBPersistence:
     def attach(self, memory: MemoryStore) -> None:
         """Persist for ``memory`` (call once, right after making it)."""
         self._memory = memory
+
+    def opened(self, db: rocksdict.Rdict, mark: SyncedMark) -> None:
+        """The database is open (the store opens it on first use): write to it from now on."""
+        self.db = db
+        self.mark = mark
 
     # -- the Persistence contract ---------------------------------------------
 
@@ -134,7 +144,12 @@ class RocksDBPersistence:
             self._stop_background()
             self.flush()
             with mapped("close", self.path):
+                batch = rocksdict.WriteBatch(raw_mode=True)
+                count = self.mark.stamp(batch) if self.mark is not None else 0
+                self.db.write(batch, self.write_options)
                 self.db.flush_wal(True)
+                if self.mark is not None:  # nothing writes any more: all of it is fsynced
+                    self.mark.write(count)
             error = None
         except StoreError as exc:
             error = exc
@@ -161,12 +176,19 @@ class RocksDBPersistence:
             self.db.write(batch, self.write_options)
 
     def _corrupt(self, bucket: BucketId, limit: Limit, now_ns: int, why: str) -> int:
+        """``CorruptState``, or (on_corrupt=empty) an empty bucket in place of the record.
+
+        The empty bucket is written over the damaged record at once, so it
+        refills like any other and the damage is logged once, not per call.
+        """
         identity, key = bucket
         message = f"corrupt record in {self.path} for limit {identity!r}, key {key!r}: {why}"
         if self.on_corrupt == "raise":
             raise CorruptState(message)
-        log.warning("%s; treating the bucket as empty", message)
-        return now_ns * limit.units_per_ns + limit.capacity_units
+        empty = now_ns * limit.units_per_ns + limit.capacity_units
+        self._write([(bucket, empty, limit.units_per_ns)], now_ns, "replace a corrupt record")
+        log.warning("%s; replaced by an empty bucket, which refills from now", message)
+        return empty
 
     def _unwritten(self, bucket: BucketId) -> bool:
         """True when a newer state than the record's waits to be written."""
@@ -236,7 +258,12 @@ class WalPersistence(RocksDBPersistence):
 
     @property
     def put(self) -> Callable[[bytes, bytes, rocksdict.WriteOptions], None]:
-        return self.db.put
+        # C takes this once, when the store is made, maybe before it opens
+        # (never to write: no bucket is in memory before the first load).
+        def put(key: bytes, record: bytes, options: rocksdict.WriteOptions) -> None:
+            self.db.put(key, record, options)
+
+        return put
 
     @property
     def record_prefixes(self) -> dict[str, bytes]:
@@ -321,10 +348,13 @@ class _DeferredPersistence(RocksDBPersistence):
                 batch.delete(self.keys.key(*bucket))
             else:
                 batch.put(self.keys.key(*bucket), encode(state[0], state[1], offset_ns))
+        count = self.mark.stamp(batch) if self.mark is not None else 0
         try:
             with mapped("write and fsync", self.path):
                 self.db.write(batch, self.write_options)
                 self.db.flush_wal(True)
+                if self.mark is not None:
+                    self.mark.write(count)
         except StoreError:
             with self._memory.lock:  # keep them for the next attempt, newer states first
                 pending.update(self._dirty)
@@ -375,8 +405,8 @@ class PeriodicPersistence(_DeferredPersistence):
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
 
-    def attach(self, memory: MemoryStore) -> None:
-        super().attach(memory)
+    def opened(self, db: rocksdict.Rdict, mark: SyncedMark) -> None:
+        super().opened(db, mark)
         self._flusher = threading.Thread(
             target=self._flush_periodically, name=f"bucketcore-flush {self.path}", daemon=True
         )

@@ -1,5 +1,13 @@
 """``RocksDBStore``: a memory core and one durability mode, composed; ``open_store``.
 
+A store opens on first use (its first decision, reset or flush), not when
+it is made: a parent that only builds the app (a reloader, a pre-forking
+server) never takes ownership, and the process that serves does. A store
+that was open when its process forked cannot be used in the child (the
+parent still owns the directory): every call there raises a ``StoreError``
+that says so, and the child leaves the parent's database, lock and files
+alone.
+
 >>> import tempfile, os
 >>> from bucketcore import Limit
 >>> store = RocksDBStore(os.path.join(tempfile.mkdtemp(), "db"), durability="sync")
@@ -10,12 +18,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
+import weakref
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 from urllib.parse import SplitResult
+
+import filelock
+import rocksdict
 
 from bucketcore._keys import Key
 from bucketcore.decision import Decision
@@ -25,7 +38,7 @@ from bucketcore.memory import MemoryStore
 from bucketcore.store import CheckedCalls, Clock, Request, split_options
 
 from .database import open_db
-from .ownership import take_ownership
+from .ownership import announce, take_ownership
 from .persistence import DURABILITIES, PeriodicPersistence, RocksDBPersistence, WallClock
 
 __all__ = ["RocksDBStore", "open_store"]
@@ -40,6 +53,39 @@ class _ClosedTable(dict[Any, Any]):
         raise StoreClosed("this RocksDB store is closed")
 
     get = pop = __getitem__ = __contains__ = _closed
+
+
+class _ForkedTable(dict[Any, Any]):
+    """Replaces the bucket tables in a forked child: every call says why it cannot work."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def _forked(self, *args: object) -> NoReturn:
+        raise StoreError(self.message)
+
+    get = pop = __getitem__ = __contains__ = _forked
+
+
+class _Unopened:
+    """The persistence's ``db`` until the store opens: touching it opens the store."""
+
+    def __init__(self, store: RocksDBStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store._opened_db(), name)
+
+
+class _Inherited:
+    """The persistence's ``db`` in a forked child: the parent's database is not ours."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise StoreError(self.message)
 
 
 def _choice(name: str, value: object, choices: Sequence[str]) -> str:
@@ -73,7 +119,11 @@ class RocksDBStore:
     package docstring). ``flush_interval``: seconds between periodic flushes.
     ``lock_timeout``: seconds to wait for another owner to close (0: fail at
     once with ``StoreLocked``). ``on_corrupt``: ``"raise"`` (``CorruptState``)
-    or ``"empty"`` (log it and treat the bucket as empty, never as full).
+    or ``"empty"`` (log it once; a damaged record becomes an empty bucket,
+    never a full one, and a damaged log opens with what survived).
+    ``create``: make missing parent directories (default: a missing parent
+    is a ``ConfigurationError``, so a typo never gives a fresh, empty store).
+    The store opens on first use (see the module docstring).
     ``clock`` is monotonic ns; ``wall_clock`` is wall-clock ns (for tests).
     ``blocking`` is true in ``sync`` mode, whose changing calls wait for an
     fsync: ``AsyncLimiter`` runs those in a worker thread.
@@ -92,12 +142,15 @@ class RocksDBStore:
         flush_interval: float = 1.0,
         lock_timeout: float = 0.0,
         on_corrupt: str = "raise",
+        create: bool | str = False,
         clock: Clock | None = None,
         wall_clock: WallClock | None = None,
     ) -> None:
         if not isinstance(path, str | os.PathLike):
             raise ConfigurationError(f"path must be a str or path, got {path!r}")
         self.path = os.path.abspath(os.fspath(path))
+        self.create = _flag("create", create)
+        _check_parent(self.path, create=self.create)
         self.durability = _choice("durability", durability, tuple(DURABILITIES))
         self.flush_interval = _seconds(
             "flush_interval", flush_interval, allow_zero=False, allow_inf=False
@@ -108,12 +161,11 @@ class RocksDBStore:
             raise ConfigurationError(f"wall_clock must be callable, got {wall_clock!r}")
         self._closed = False
         self._close_lock = threading.Lock()
-        self._owner = take_ownership(self.path, self.lock_timeout)
-        try:
-            db = open_db(self.path)
-        except BaseException:
-            self._owner.release()
-            raise
+        self._open_lock = threading.Lock()  # taken with the memory lock held, never around it
+        self._owner: filelock.BaseFileLock | None = None
+        self._db: rocksdict.Rdict | None = None
+        self._forked_from: int | None = None
+        db: Any = _Unopened(self)
         persistence: RocksDBPersistence
         if self.durability == "periodic":
             persistence = PeriodicPersistence(
@@ -134,6 +186,73 @@ class RocksDBStore:
 
     def __repr__(self) -> str:
         return f"RocksDBStore({self.path!r}, durability={self.durability!r})"
+
+    # -- opening on first use --------------------------------------------------
+
+    def _opened_db(self) -> rocksdict.Rdict:
+        """The database, opened (and ownership taken) on the first call that needs it."""
+        with self._open_lock:
+            if self._db is not None:
+                return self._db
+            if self._forked_from is not None:
+                raise StoreError(self._inherited_message())
+            if self._closed:
+                raise StoreClosed("this RocksDB store is closed")
+            if self.create:
+                _make_parent(self.path)
+            owner = take_ownership(self.path, self.lock_timeout)
+            try:
+                db, mark = open_db(self.path, on_corrupt=self.on_corrupt)
+            except BaseException:
+                owner.release()
+                raise
+            announce(self.path)
+            self._owner = owner
+            self._db = db
+            self._persistence.opened(db, mark)
+            _OPEN.add(self)
+            return db
+
+    def open(self) -> None:
+        """Open now (take ownership, open the database) rather than on first use.
+
+        Idempotent. For a serving process that would rather fail at start-up
+        than at its first request; never in a parent that only builds the app.
+
+        >>> import tempfile, os
+        >>> store = RocksDBStore(os.path.join(tempfile.mkdtemp(), "db"))
+        >>> store.open(); store.open(); store.close()
+        """
+        if self._db is None:
+            self._opened_db()
+
+    _open = open
+
+    def _inherited_message(self) -> str:
+        return (
+            f"RocksDB store {self.path} was opened by pid {self._forked_from}, and this "
+            f"process (pid {os.getpid()}) was forked from it: a RocksDB store has one owner "
+            f"process, so this one can neither use nor reopen it while pid "
+            f"{self._forked_from} holds it. Make no calls on the store before the fork (it "
+            "opens on first use), or use lmdb:// to share limits between processes"
+        )
+
+    def _before_fork(self) -> None:
+        self._memory.lock.acquire()  # no decision is halfway through across the fork
+
+    def _after_fork_in_parent(self) -> None:
+        self._memory.lock.release()
+
+    def _after_fork_in_child(self, parent: int) -> None:
+        self._forked_from = parent
+        inherited = self._db
+        # The parent's database must never be closed from here: a close in
+        # this process would write to the parent's files behind its back.
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(inherited))
+        self._db = None
+        self._persistence.db = cast(rocksdict.Rdict, _Inherited(self._inherited_message()))
+        self._memory.lock.release()
+        self._memory.seal(_ForkedTable(self._inherited_message()))
 
     # -- the store contract: the memory core decides --------------------------
 
@@ -166,15 +285,18 @@ class RocksDBStore:
         return self._memory.peek(key, limits, cost)
 
     def acquire_many(self, requests: Sequence[Request]) -> list[Decision]:
+        self._open()
         return self._memory.acquire_many(requests)
 
     def refund(self, key: Key, limits: tuple[Limit, ...], tokens: int) -> None:
+        self._open()
         self._memory.refund(key, limits, tokens)
 
     def drain(self, key: Key, limits: tuple[Limit, ...], seconds_ns: int) -> None:
         self._memory.drain(key, limits, seconds_ns)
 
     def reset(self, key: Key, limits: tuple[Limit, ...]) -> None:
+        self._open()  # periodic stages a reset without touching the database
         self._memory.reset(key, limits)
 
     def flush(self) -> None:
@@ -182,6 +304,7 @@ class RocksDBStore:
 
         ``periodic`` calls it every ``flush_interval``; ``close`` calls it.
         """
+        self._open()
         self._persistence.flush()
 
     def __len__(self) -> int:
@@ -191,19 +314,88 @@ class RocksDBStore:
     def close(self) -> None:
         """Write everything pending, fsync, close the database, release the lock.
 
-        Idempotent; every later call on this store raises ``StoreClosed``.
+        Idempotent; every later call on this store raises ``StoreClosed``. A
+        store never opened has nothing to write; in a forked child, the
+        parent's database and lock are left as they are.
         """
         with self._close_lock:
-            if self._closed:
+            with self._open_lock:
+                if self._closed:
+                    return
+                self._closed = True
+                opened = self._db is not None
+            if self._forked_from is not None:
                 return
-            self._closed = True
+            self._memory.seal(_ClosedTable())  # no new decisions from here on
+            if not opened:
+                return
+            _OPEN.discard(self)
             try:
-                self._memory.seal(_ClosedTable())  # no new decisions from here on
                 self._persistence.close()
-            except StoreError:
-                raise
             finally:
-                self._owner.release()
+                if self._persistence.mark is not None:
+                    self._persistence.mark.close()
+                if self._owner is not None:
+                    self._owner.release()
+
+
+def _flag(name: str, value: object) -> bool:
+    if type(value) is bool:
+        return value
+    if type(value) is str and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    raise ConfigurationError(f"{name} must be true or false, got {value!r}")
+
+
+def _check_parent(path: str, *, create: bool) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigurationError(f"rocksdb://{path} is a file; a RocksDB store is a directory")
+    parent = os.path.dirname(path)
+    if not create and not os.path.isdir(parent):
+        raise ConfigurationError(
+            f"the directory for rocksdb://{path} does not exist: {parent} "
+            "(pass create=true to make it)"
+        )
+
+
+def _make_parent(path: str) -> None:
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create {parent} for RocksDB store {path}: {exc}") from exc
+
+
+# Open stores, so a fork can leave them alone in the child (see the module docstring).
+_OPEN: weakref.WeakSet[RocksDBStore] = weakref.WeakSet()
+_forking: list[tuple[int, list[RocksDBStore]]] = []
+
+
+def _before_fork() -> None:
+    stores = list(_OPEN)
+    for store in stores:
+        store._before_fork()
+    _forking.append((os.getpid(), stores))
+
+
+def _after_fork_in_parent() -> None:
+    _, stores = _forking.pop()
+    for store in stores:
+        store._after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    parent, stores = _forking.pop()
+    _OPEN.clear()
+    for store in stores:
+        store._after_fork_in_child(parent)
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 def _path_from_url(url: SplitResult) -> str:
@@ -225,7 +417,7 @@ def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None
     """``rocksdb:///abs/path`` or ``rocksdb://./relative/path`` with options.
 
     Options (URL query or keywords): durability, flush_interval, lock_timeout,
-    on_corrupt; and, as keywords only, wall_clock.
+    on_corrupt, create; and, as keywords only, wall_clock.
 
     >>> from urllib.parse import urlsplit
     >>> open_store(urlsplit("rocksdb:///tmp/x?colour=red"), {}, None)
@@ -235,7 +427,7 @@ def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None
     """
     path = _path_from_url(url)
     merged = split_options(url, options)
-    known = {"durability", "flush_interval", "lock_timeout", "on_corrupt", "wall_clock"}
+    known = {"durability", "flush_interval", "lock_timeout", "on_corrupt", "create", "wall_clock"}
     unknown = set(merged) - known
     if unknown:
         raise ConfigurationError(f"unknown option(s) for rocksdb://: {', '.join(sorted(unknown))}")
