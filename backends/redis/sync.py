@@ -71,6 +71,9 @@ class RedisStore:
         # pool's own bookkeeping costs about as much as the round trip. A
         # store dropped without close() gives them back (the pool is the user's).
         self._idle: list[Any] = []
+        # Bumped when the sentinels name a new master: a kept connection made
+        # before (perhaps in another thread's hands then) reconnects before use.
+        self._generation = 0
         if not cluster:
             self._release = weakref.finalize(self, _give_back, client.connection_pool, self._idle)
         pool = getattr(client, "connection_pool", None)
@@ -175,9 +178,13 @@ class RedisStore:
 
     def _forget_master(self) -> None:
         """The sentinels named a new master: no call may go to the old one on a kept connection."""
+        self._generation += 1
         pool = self.client.connection_pool
         _give_back(pool, self._idle)
-        pool.disconnect()
+        # Not the connections other threads are using now: closing a socket
+        # under a call breaks it with a bare TypeError. They reconnect when
+        # next taken (_take), and a demoted master answers them READONLY.
+        pool.disconnect(inuse_connections=False)
 
     def _delete(self, keys: list[bytes]) -> None:
         try:
@@ -257,11 +264,17 @@ class RedisStore:
 
     def _take(self) -> Any:
         """A connection of this store's own, connected and with nothing unread."""
+        generation = self._generation
         try:
             conn = self._idle.pop()
         except IndexError:  # none idle (or another thread took the last one)
-            return self.client.connection_pool.get_connection()
+            conn = self.client.connection_pool.get_connection()
+            conn.bucketcore_generation = generation
+            return conn
         try:
+            if getattr(conn, "bucketcore_generation", generation) != generation:
+                conn.disconnect()  # made before the sentinels named a new master
+                conn.bucketcore_generation = generation
             _freshen(conn)
         except BaseException:
             self._idle.append(conn)
