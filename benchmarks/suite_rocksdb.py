@@ -45,7 +45,7 @@ from benchmarks.harness import (
 )
 
 SUITE = "rocksdb"
-RECORD_BYTES = 25  # backends/rocksdb/records.py: struct "<BqQQ"
+RECORD_BYTES = 57  # backends/rocksdb/records.py: struct "<BqQQQQqQ"
 RAW_PUT = f"raw rocksdict put ({RECORD_BYTES} B record, WAL)"
 GIL_IDLE = "main thread asleep"
 GIL_SYNCED_PUT = "main thread in put(sync=True)"

@@ -13,9 +13,11 @@
  * exact limiter pays. docs/design.md §6 asks for that floor.
  *
  * Write-through (rocksdb:// in wal mode): given `put`, an allowed decision on
- * a resident bucket is written as its fixed 25-byte record before memory
- * changes, as backends/rocksdb/records.py encodes it. A bucket not in memory, a
- * failed write, or a clock-step clamp is left to the Python path.
+ * a resident bucket under the call's limit is written as its fixed 57-byte
+ * record (the limit's signature, no hold) before memory changes, as
+ * backends/rocksdb/records.py encodes it. A bucket not in memory, a changed
+ * limit or a drain's hold, a failed write, or a clock-step clamp is left to
+ * the Python path.
  *
  *     store = MemoryStore()              # FastPath(store, record_writer=None)
  *     store.checked_try_acquire("alice", Limit(10, 1.0))   -> True
@@ -90,7 +92,9 @@ static PyObject *cost_name;    /* interned "cost" */
 static PyObject *monotonic_ns; /* time.monotonic_ns, the default clock */
 static PyObject *time_ns;      /* time.time_ns, the default wall clock */
 
-#define RECORD_SIZE 25 /* struct "<BqQQ": version, full-at wall ns, remainder, units */
+/* struct "<BqQQQQqQ": version, full-at wall ns, remainder, units, token units,
+ * burst, held-until wall ns, held-for ns (0, 0: no hold; C never writes one) */
+#define RECORD_SIZE 57
 
 #define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
 
@@ -205,7 +209,7 @@ FastPath_init(FastPath *self, PyObject *args, PyObject *kwargs)
             || record_size != RECORD_SIZE) {
             PyErr_SetString(PyExc_TypeError,
                             "record_writer does not match the C record (a version byte, "
-                            "record_prefixes a dict, record_size 25)");
+                            "record_prefixes a dict, record_size 57)");
             goto done;
         }
     }
@@ -498,8 +502,8 @@ put_le64(unsigned char *out, unsigned long long value)
  * before memory changes. DECIDE_FALL_BACK for anything the Python path
  * must handle, a failed write included: it retries and reports the error. */
 static int
-persist(FastPath *self, PyObject *identity, PyObject *key, long long units, wide tat,
-        long long now_ns)
+persist(FastPath *self, PyObject *identity, PyObject *key, long long units,
+        long long token_units, wide capacity, wide tat, long long now_ns)
 {
     PyObject *prefix = PyDict_GetItemWithError(self->record_prefixes, identity);
     if (prefix == NULL || !PyBytes_CheckExact(prefix)) {
@@ -525,6 +529,10 @@ persist(FastPath *self, PyObject *identity, PyObject *key, long long units, wide
     put_le64(record + 1, (unsigned long long)(long long)full_at_wall_ns);
     put_le64(record + 9, (unsigned long long)remainder);
     put_le64(record + 17, (unsigned long long)units);
+    put_le64(record + 25, (unsigned long long)token_units);
+    put_le64(record + 33, (unsigned long long)(capacity / token_units)); /* the burst */
+    put_le64(record + 41, 0);
+    put_le64(record + 49, 0);
     /* An ASCII key's UTF-8 is its characters, one byte each. */
     Py_ssize_t prefix_size = PyBytes_GET_SIZE(prefix), key_size = PyUnicode_GET_LENGTH(key);
     PyObject *record_key = PyBytes_FromStringAndSize(NULL, prefix_size + key_size);
@@ -573,7 +581,8 @@ typedef struct {
     PyObject *limit; /* borrowed, as the call's arguments are */
     PyObject *identity;
     PyObject *bucket; /* borrowed from its table, or NULL: not in memory */
-    long long units;
+    long long units, token_units;
+    wide capacity;
     wide state_if_allowed;
     wide state_if_not; /* the bucket clamped to empty, if a clock step back put it beyond */
     int clamped;       /* state_if_not differs from what the bucket holds */
@@ -650,6 +659,8 @@ evaluate_limit(FastPath *self, PyObject *key, PyObject *limit, long long cost, l
     step->identity = identity;
     step->bucket = bucket;
     step->units = units;
+    step->token_units = token_units;
+    step->capacity = capacity;
     step->state_if_allowed = now + debt;
     step->state_if_not = start;
     if (debt <= capacity) {
@@ -694,7 +705,8 @@ decide_locked(FastPath *self, PyObject *key, PyObject *limit, long long cost, Ou
     }
     if (step.outcome.allowed) {
         if (self->put != NULL) { /* the bucket is in memory: evaluate_limit saw to it */
-            status = persist(self, step.identity, key, step.units, step.state_if_allowed, now_ns);
+            status = persist(self, step.identity, key, step.units, step.token_units, step.capacity,
+                             step.state_if_allowed, now_ns);
             if (status != DECIDE_DONE) {
                 return status;
             }

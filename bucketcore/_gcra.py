@@ -52,6 +52,9 @@ speed or place, and the tests that hold each equal to it:
   ``test_a_changed_plan_is_converted_once_then_decided_in_one_round_trip``).
 - ``backends/lmdb/records.py`` ``state_from_record`` calls ``converted``
   on the stored signature and hold (tests/test_lmdb.py, the contract tests).
+- ``backends/rocksdb/records.py`` ``state_under`` does the same for
+  RocksDB records and pending states (tests/test_rocksdb.py: a limit
+  changed between runs, a drain across a restart).
 
 >>> from bucketcore.limit import Limit
 >>> limit = Limit(2, 1.0)                      # 2 per second, burst 2

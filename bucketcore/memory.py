@@ -321,8 +321,8 @@ class MemoryStore:
             now = now_ns * limit.units_per_ns
             table = self._tables.get(limit.identity)
             bucket = None if table is None else table.get(key)
-            if bucket is None:
-                tat = persistence.load((limit.identity, key), limit, now_ns)
+            if bucket is None:  # a held bucket loads beyond empty: denied below
+                tat = persistence.load((limit.identity, key), limit, now_ns).tat
             else:
                 if bucket[1] is not limit:
                     self._adopt(bucket, limit, now_ns)
@@ -393,13 +393,10 @@ class MemoryStore:
             for limit in limits:
                 tat, held_until_ns = self._state(limit, key, now_ns)
                 tat = refunded(limit, tat, now_ns, tokens, held_until_ns)
-                changes.append(((limit.identity, key), limit, tat))
+                changes.append(((limit.identity, key), self._owner(limit, key), tat))
             if self._persistence is not None:
                 self._persistence.stage(changes, now_ns)
-            for (
-                _,
-                key,
-            ), limit, tat in changes:
+            for limit, (_, _, tat) in zip(limits, changes, strict=True):
                 self._set_tat(limit, key, tat, now_ns)
         if self._persistence is not None:
             self._persistence.settle()
@@ -424,11 +421,12 @@ class MemoryStore:
                     tat = drained(limit, tat, now_ns, until_ns)
                     beyond_empty = tat > now_ns * limit.units_per_ns + limit.capacity_units
                     longer = beyond_empty
-                owners.append(Held(limit, until_ns, seconds_ns) if longer else None)
-                changes.append(((limit.identity, key), limit, tat))
+                owner = Held(limit, until_ns, seconds_ns) if longer else None
+                owners.append(owner)
+                changes.append(((limit.identity, key), owner or self._owner(limit, key), tat))
             if self._persistence is not None:
                 self._persistence.stage(changes, now_ns)
-            for ((_, key), limit, tat), owner in zip(changes, owners, strict=True):
+            for limit, (_, _, tat), owner in zip(limits, changes, owners, strict=True):
                 self._set_tat(limit, key, tat, now_ns, owner)
         if self._persistence is not None:
             self._persistence.settle()
@@ -482,7 +480,7 @@ class MemoryStore:
         bucket = None if table is None else table.get(key)
         if bucket is None:
             if self._persistence is not None:
-                return self._persistence.load((limit.identity, key), limit, now_ns), None
+                return self._load(limit, key, now_ns)
             return None, None
         if bucket[1] is not limit:
             tat = self._adopt(bucket, limit, now_ns)
@@ -493,6 +491,20 @@ class MemoryStore:
         tat = clamped(limit, bucket[0], now_ns * limit.units_per_ns)
         bucket[0] = tat
         return tat, None
+
+    def _load(self, limit: Limit, key: Key, now_ns: int) -> tuple[int | None, int | None]:
+        """``_state`` of a bucket not in memory: a held one stays resident, ``Held``."""
+        tat, held = self._persistence.load((limit.identity, key), limit, now_ns)  # type: ignore[union-attr]
+        if held is None or tat is None:
+            return tat, None
+        self._set_tat(limit, key, tat, now_ns, held)  # as stored: nothing to write
+        return tat, held.deadline(now_ns)
+
+    def _owner(self, limit: Limit, key: Key) -> Limit | Held:
+        """What a bucket ``_state`` has just read is kept under: ``limit``, or its hold."""
+        table = self._tables.get(limit.identity)
+        bucket = None if table is None else table.get(key)
+        return limit if bucket is None else bucket[1]
 
     def _evaluate(self, limit: Limit, key: Key, now_ns: int, cost: int) -> Step:
         tat, held_until_ns = self._state(limit, key, now_ns)

@@ -7,7 +7,7 @@ persistence what changed (docs/design.md §8).
 
 >>> class Forgetful:
 ...     blocking = False
-...     def load(self, bucket_id, limit, now_ns): return None
+...     def load(self, bucket_id, limit, now_ns): return Loaded(None, None)
 ...     def stage(self, changes, now_ns): pass
 ...     def settle(self): pass
 ...     def forget(self, bucket_ids): pass
@@ -17,15 +17,25 @@ True
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
+from bucketcore._gcra import Held
 from bucketcore._keys import Key
 from bucketcore.limit import Limit
 
-__all__ = ["BucketId", "Change", "Persistence"]
+__all__ = ["BucketId", "Change", "Loaded", "Persistence"]
 
 BucketId = tuple[str, Key]  # (limit.identity, canonical key)
-Change = tuple[BucketId, Limit, int | None]  # a bucket's new tat; None: it is full
+# A bucket's new tat (None: it is full) and what memory keeps it under: its
+# Limit, or a drain's Held while the bucket is held beyond empty.
+Change = tuple[BucketId, Limit | Held, int | None]
+
+
+class Loaded(NamedTuple):
+    """A stored bucket read under the caller's limit: converted and clamped."""
+
+    tat: int | None  # None: full
+    held: Held | None  # a drain still holding it beyond empty
 
 
 @runtime_checkable
@@ -38,8 +48,8 @@ class Persistence(Protocol):
 
     blocking: bool
 
-    def load(self, bucket_id: BucketId, limit: Limit, now_ns: int) -> int | None:
-        """The stored ``tat`` of a bucket missing from memory (None: full)."""
+    def load(self, bucket_id: BucketId, limit: Limit, now_ns: int) -> Loaded:
+        """The stored state of a bucket missing from memory, under ``limit`` at ``now_ns``."""
 
     def stage(self, changes: list[Change], now_ns: int) -> None:
         """Record new states before the call answers; raise to refuse them."""

@@ -430,7 +430,7 @@ def test_c_writes_the_record_records_encode_writes(tmp_path: Path, limit: Limit)
         clocks[1] += 987_654_321
         store.checked_acquire("k", limit, cost=2)  # C decides and writes
         tat = _states(store)[limit.identity]["k"]
-        expected = records.encode(tat, limit.units_per_ns, clocks[1] - clocks[0])
+        expected = records.encode(tat, limit, clocks[1] - clocks[0])
         assert _records(store) == {records.record_key((limit.identity, "k")): expected}
     finally:
         store.close()

@@ -216,15 +216,31 @@ def test_a_clock_step_back_is_stored_clamped_so_the_reported_wait_comes_true(
     assert store.acquire("stepped", (limit,), 1)
 
 
+def test_a_plan_changed_during_a_hold_keeps_its_deadline(store: RedisStore) -> None:
+    basic, pro = Limit(5, 1.0, name="api"), Limit(50, 1.0, name="api")
+    store.drain("held", (basic,), 30 * 10**9)
+    retry = store.acquire("held", (pro,), 1).retry_after  # converted by the client
+    assert 29 < retry <= 30 + 1e-6  # the deadline carried over, not one empty bucket
+    value = store.client.get(store.calls.keys("held", (pro,))[0])
+    assert len(value) == 72  # docs/design.md §9: still held, under pro's signature
+
+
 def test_a_drain_survives_a_clock_step_back_no_longer_than_asked(store: RedisStore) -> None:
     limit = Limit(10, 1.0)
     store.drain("held", (limit,), 30 * 10**9)
     key_name = store.calls.keys("held", (limit,))[0]
     value = store.client.get(key_name)
-    tat_us, tat_frac, until_us, for_us = struct.unpack_from("<dddd", value)
+    # docs/design.md §9: <dd (the state), the signature, <dddd (the hold)
+    assert len(value) == 72
+    tat_us, tat_frac = struct.unpack_from("<dd", value)
+    until_us, for_us, held_us, held_frac = struct.unpack_from("<dddd", value, 40)
     shift = 3600 * 1_000_000  # as if written by a server clock an hour ahead
-    ahead = struct.pack("<dddd", tat_us + shift, tat_frac, until_us + shift, for_us)
-    store.client.set(key_name, ahead + value[32:], px=3_600_000)
+    ahead = (
+        struct.pack("<dd", tat_us + shift, tat_frac)
+        + value[16:40]
+        + struct.pack("<dddd", until_us + shift, for_us, held_us, held_frac)
+    )
+    store.client.set(key_name, ahead, px=3_600_000)
     retry = store.acquire("held", (limit,), 1).retry_after
     assert 29 < retry <= 30 + 1e-6  # the 30 s asked, not an hour and 30 s
 

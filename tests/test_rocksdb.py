@@ -200,6 +200,82 @@ def test_a_changed_rate_for_a_named_limit_is_clamped_to_its_new_burst(
         assert not decision.allowed
 
 
+@pytest.mark.parametrize("durability", ["wal", "sync", "periodic"])
+@pytest.mark.parametrize(
+    ("new_limit", "left_after_one"),
+    [
+        (Limit(100, 10.0, name="plan"), 5),  # upgrade: the 6 tokens held carry over
+        (Limit(2, 10.0, name="plan"), 1),  # downgrade: capped at the new burst of 2
+    ],
+    ids=["upgrade", "downgrade"],
+)
+def test_a_limit_changed_between_runs_converts_the_tokens_held(
+    path: Path, clocks: Clocks, durability: str, new_limit: Limit, left_after_one: int
+) -> None:
+    # docs/design.md §3: tokens carry over, not the time to full (4 s here,
+    # which would be 40 tokens of the upgrade and 1.2 of the downgrade).
+    with Limiter(open_store(path, clocks, durability=durability)) as limiter:
+        assert limiter.acquire("k", Limit(10, 10.0, name="plan"), cost=4).remaining == 6
+    clocks.restart()
+    with Limiter(open_store(path, clocks, durability=durability)) as limiter:
+        assert limiter.acquire("k", new_limit).remaining == left_after_one
+
+
+@pytest.mark.parametrize("durability", ["wal", "sync", "periodic"])
+def test_a_drain_longer_than_a_refill_survives_a_restart(
+    path: Path, clocks: Clocks, durability: str
+) -> None:
+    limit = Limit(1, 1.0)  # empty to full in 1 s: a 30 s drain is a hold
+    with Limiter(open_store(path, clocks, durability=durability)) as limiter:
+        limiter.drain("k", limit, seconds=30)
+    clocks.restart()
+    clocks.wall += 10 * SECOND
+    with Limiter(open_store(path, clocks, durability=durability)) as limiter:
+        denied = limiter.acquire("k", limit)
+        assert denied.retry_after == seconds_at_least(20 * SECOND)
+        clocks.advance(20 * SECOND - 1)
+        assert not limiter.try_acquire("k", limit)
+        clocks.advance(1)
+        assert limiter.try_acquire("k", limit)
+        assert not limiter.try_acquire("k", limit)
+
+
+def test_a_hold_read_back_after_a_wall_clock_step_back_is_no_longer_than_asked(
+    path: Path, clocks: Clocks
+) -> None:
+    limit = Limit(1, 1.0)
+    with Limiter(open_store(path, clocks)) as limiter:
+        limiter.drain("k", limit, seconds=30)
+    clocks.restart()
+    clocks.wall -= 3600 * SECOND  # the deadline now reads 3630 s ahead
+    with Limiter(open_store(path, clocks)) as limiter:
+        assert limiter.acquire("k", limit).retry_after == seconds_at_least(30 * SECOND)
+
+
+def test_a_refund_during_a_hold_keeps_the_hold_across_a_restart(path: Path, clocks: Clocks) -> None:
+    limit = Limit(1, 1.0)
+    with Limiter(open_store(path, clocks)) as limiter:
+        limiter.drain("k", limit, seconds=30)
+        limiter.refund("k", limit, tokens=1)  # the first token at 29 s
+    clocks.restart()
+    with Limiter(open_store(path, clocks)) as limiter:
+        assert limiter.acquire("k", limit).retry_after == seconds_at_least(29 * SECOND)
+
+
+def test_version_1_records_still_load_as_under_the_callers_limit(
+    path: Path, clocks: Clocks
+) -> None:
+    limit = Limit(3, 3.0)
+    with Limiter(open_store(path, clocks)) as limiter:
+        assert limiter.try_acquire("k", limit)
+    # What version 1 wrote: full again 2 s after the wall clock's now.
+    put_raw(path, only_record_key(path), struct.pack("<BqQQ", 1, WALL_START + 2 * SECOND, 0, 1))
+    clocks.restart()
+    with Limiter(open_store(path, clocks)) as limiter:
+        assert limiter.acquire("k", limit).remaining == 0
+        assert not limiter.try_acquire("k", limit)
+
+
 # -- clock steps between runs ------------------------------------------------------
 
 
@@ -254,11 +330,24 @@ def corrupt_the_only_record(path: Path, clocks: Clocks, value: bytes) -> None:
         b"",
         b"\x01" * 24,
         b"\x01" * 26,
-        struct.pack("<BqQQ", 2, WALL_START, 0, 1),  # a future format version
+        struct.pack("<BqQQ", 2, WALL_START, 0, 1),  # version 2 in version 1's size
+        struct.pack("<BqQQQQqQ", 3, WALL_START, 0, 1, 1, 1, 0, 0),  # a future format version
         struct.pack("<BqQQ", 1, WALL_START, 5, 5),  # remainder not below its unit
+        struct.pack("<BqQQQQqQ", 2, WALL_START, 5, 5, 1, 1, 0, 0),
+        struct.pack("<BqQQQQqQ", 2, WALL_START, 0, 1, 0, 1, 0, 0),  # no token units
         b"\x80\x04\x95pickle",
     ],
-    ids=["empty", "short", "long", "version", "remainder", "pickle"],
+    ids=[
+        "empty",
+        "short",
+        "long",
+        "v2-short",
+        "version",
+        "remainder-v1",
+        "remainder",
+        "signature",
+        "pickle",
+    ],
 )
 def test_a_corrupt_record_raises_corrupt_state_naming_the_key(
     path: Path, clocks: Clocks, value: bytes
@@ -331,10 +420,13 @@ def test_records_are_fixed_size_structs_with_a_version_byte(path: Path, clocks: 
     with Limiter(open_store(path, clocks)) as limiter:
         assert limiter.acquire("k", Limit(3, 1.0), cost=2).allowed
     (value,) = records(path).values()
-    version, full_at_wall, remainder, units = struct.unpack("<BqQQ", value)
-    assert (version, units) == (1, 3)
+    version, full_at_wall, remainder, *signature, held_until, held_for = struct.unpack(
+        "<BqQQQQqQ", value
+    )
+    assert (version, signature) == (2, list(Limit(3, 1.0).signature))
     # Full again 2/3 s after WALL_START: 666_666_666 ns and 2/3 of one.
     assert (full_at_wall - WALL_START, remainder) == (666_666_666, 2)
+    assert (held_until, held_for) == (0, 0)
 
 
 # -- bounded disk -------------------------------------------------------------------

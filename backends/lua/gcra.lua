@@ -11,15 +11,17 @@
 --   bounds before it sends a limit, and clamps a cost to the capacity plus
 --   one unit and a refund to 2^51 us: beyond those every answer is alike).
 --
--- A value is '<dddd' (tat_us, tat_frac, held_until_us, held_for_us) then the
--- limit's signature (units_per_ns/token_units/burst): a drain that outlasts
--- a refill keeps the bucket beyond empty until held_until_us (never more
--- than held_for_us ahead of now: a clock step back), and a call under
+-- A value is '<dd' (tat_us, tat_frac) then the limit's signature, 24 opaque
+-- bytes ('<QQQ': units_per_ns, token_units, burst) compared, never read,
+-- here: 40 bytes. A drain that outlasts a refill adds its hold, '<dddd'
+-- (held_until_us, held_for_us, and the limit's capacity less one token as
+-- us, frac), 72 bytes, kept while the bucket is beyond empty: never held
+-- more than held_for_us ahead of now (a clock step back). A 16-byte value
+-- ('<dd', version 1) is taken as under the call's limit. A call under
 -- another signature (a plan changed) is not decided here but answered
--- {-1, now_us, key, value, signature, ...} for each such bucket: the client converts
--- the state with _gcra.converted and stores it with mode "c" (compare and
--- set), then sends the call again. (A 16-byte value, '<dd', is a version 1
--- state: taken as under the call's limit.)
+-- {-1, now_us, key, value, signature, ...} for each such bucket: the client
+-- converts the state with _gcra.converted and stores it with mode "c"
+-- (compare and set), then sends the call again.
 --
 -- One call: KEYS[i] is bucket i; ARGV[1] is the mode, one of
 --   "a" acquire: take the cost from every bucket, or from none
@@ -27,9 +29,10 @@
 --   "p" peek:    decide, change nothing (but store a clamp)
 --   "r" refund:  give the amount back, capped at full
 --   "d" drain:   hold every bucket empty for amount_us (never fuller)
--- then for bucket i, ARGV[8*i-6 .. 8*i+1]:
---   W, amount_us, amount_frac (cost, refund or drain, in units), cap_us,
---   cap_frac, held_us, held_frac (capacity less one token), signature
+-- then for bucket i, ARGV[2i] and ARGV[2i+1]: its numbers, packed '<ddddd'
+-- (W, amount_us, amount_frac: the cost, refund or drain in units; cap_us,
+-- cap_frac: the capacity; a drain adds held_us, held_frac: the capacity
+-- less one token), and its signature.
 -- Reply (a, p, t denied): {now_us, allowed 0|1, debt_us_1, debt_frac_1, ...}
 -- with each bucket's debt (start - now, before this call), from which the
 -- client derives every Decision field with the same _gcra.evaluate that the
@@ -42,90 +45,94 @@
 -- reports comes true, whatever the mode.
 --
 -- Many calls in one script run (acquire_many): ARGV[1] is "m", then per
--- call its mode ("a" or "p"), its number of buckets n and its 8n arguments,
--- its buckets next in KEYS. The calls are decided one after another, each
+-- call its mode ("a" or "p"), its number of buckets n and its 2n arguments,
+-- its buckets next in KEYS. Every bucket's signature is checked before any
+-- call is decided; then the calls are decided one after another, each
 -- all-or-nothing on its own; the reply is {now_us} followed by each call's
 -- {allowed, debts...}.
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local unpack = struct.unpack
+local find = string.find
 
 local function corrupt()
   return redis.error_reply('BUCKETCORE corrupt bucket state')
 end
 
-local ARGS = 8
-
--- The state of a bucket, clamped at now: start (us, frac) and the hold
--- (until_us, for_us), or nil and an error reply.
-local store
 -- Values read by `check` (false: none), kept current by `store`: one GET a bucket.
 local cached = {}
 
-local function load(key, j)
-  local value = cached[key]
-  if value == nil then
-    value = redis.call('GET', key)
-  end
-  local start_us, start_frac, until_us, for_us = now, 0, 0, 0
-  if value then
-    local tat_us, tat_frac
-    if #value == 16 then
-      tat_us, tat_frac = struct.unpack('<dd', value)
-    elseif #value > 32 then
-      tat_us, tat_frac, until_us, for_us = struct.unpack('<dddd', value)
-    else
-      return nil, nil, nil, nil, corrupt()
-    end
-    if tat_us >= now then
-      start_us, start_frac = tat_us, tat_frac
-    end
-  end
-  local cap_us, cap_frac = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
-  local ceil_us, ceil_frac = now + cap_us, cap_frac
-  if for_us > 0 then
-    until_us = math.min(until_us, now + for_us)
-    local h_us, h_frac = until_us + tonumber(ARGV[j + 5]), tonumber(ARGV[j + 6])
-    if h_us > ceil_us or (h_us == ceil_us and h_frac > ceil_frac) then
-      ceil_us, ceil_frac = h_us, h_frac
-    end
-  end
-  if start_us > ceil_us or (start_us == ceil_us and start_frac > ceil_frac) then
-    start_us, start_frac = ceil_us, ceil_frac
-    store(key, j, start_us, start_frac, until_us, for_us)
-  end
-  return start_us, start_frac, until_us, for_us
-end
-
 -- Store a state (or delete a full one); the hold only while beyond empty.
-store = function(key, j, tat_us, tat_frac, until_us, for_us)
+local function store(key, sig, tat_us, tat_frac, cap_us, cap_frac, until_us, for_us, h_us, h_frac)
   local debt = tat_us - now
   if debt < 0 or (debt == 0 and tat_frac == 0) then
     redis.call('DEL', key)  -- full: a missing bucket is a full one
     cached[key] = false
     return
   end
-  local cap_us, cap_frac = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
-  if debt < cap_us or (debt == cap_us and tat_frac <= cap_frac) then
-    until_us, for_us = 0, 0
+  local value = struct.pack('<dd', tat_us, tat_frac) .. sig
+  if for_us > 0 and (debt > cap_us or (debt == cap_us and tat_frac > cap_frac)) then
+    value = value .. struct.pack('<dddd', until_us, for_us, h_us, h_frac)
   end
   -- Expire when full (rounded up, plus a millisecond for the script's own
   -- run time): a vanished bucket is a full one, so nothing is lost.
   -- (At most 2^40 ms: Lua writes it out as a whole number.)
-  local value = struct.pack('<dddd', tat_us, tat_frac, until_us, for_us) .. ARGV[j + 7]
   redis.call('SET', key, value, 'PX', math.floor(debt / 1000) + 2)
   cached[key] = value
 end
 
+-- The state of bucket `key`, clamped at now: start (us, frac) and the hold
+-- (until_us, for_us, held_us, held_frac; for_us 0: none). Or false and the
+-- value, kept under another signature (unless `checked` already); or nil
+-- and an error reply.
+local function load(key, sig, cap_us, cap_frac, checked)
+  local value = cached[key]
+  if value == nil then
+    value = redis.call('GET', key)
+  end
+  local start_us, start_frac, until_us, for_us, h_us, h_frac = now, 0, 0, 0, 0, 0
+  if value then
+    local n, tat_us, tat_frac = #value
+    if n == 40 or n == 72 then
+      if not checked and find(value, sig, 17, true) ~= 17 then
+        return false, value
+      end
+      if n == 72 then
+        until_us, for_us, h_us, h_frac = unpack('<dddd', value, 41)
+      end
+    elseif n ~= 16 then
+      return nil, corrupt()
+    end
+    tat_us, tat_frac = unpack('<dd', value)
+    if tat_us >= now then
+      start_us, start_frac = tat_us, tat_frac
+    end
+  end
+  local ceil_us, ceil_frac = now + cap_us, cap_frac
+  if for_us > 0 then
+    until_us = math.min(until_us, now + for_us)
+    local held_us = until_us + h_us
+    if held_us > ceil_us or (held_us == ceil_us and h_frac > ceil_frac) then
+      ceil_us, ceil_frac = held_us, h_frac
+    end
+  end
+  if start_us > ceil_us or (start_us == ceil_us and start_frac > ceil_frac) then
+    start_us, start_frac = ceil_us, ceil_frac
+    store(key, sig, start_us, start_frac, cap_us, cap_frac, until_us, for_us, h_us, h_frac)
+  end
+  return start_us, start_frac, until_us, for_us, h_us, h_frac
+end
+
 -- Append {key, value, signature} to `stale` for each bucket of KEYS[k0+1 ..
--- k0+n] kept under another signature than the call's.
+-- k0+n] kept under another signature than the call's (arguments from a0).
 local function check(k0, n, a0, stale)
   for i = 1, n do
-    local sig = ARGV[a0 + ARGS * i]
-    local value = redis.call('GET', KEYS[k0 + i])
-    cached[KEYS[k0 + i]] = value
-    if value and #value > 32 and string.sub(value, 33) ~= sig then
-      stale[#stale + 1] = KEYS[k0 + i]
+    local key, sig = KEYS[k0 + i], ARGV[a0 + 2 * i]
+    local value = redis.call('GET', key)
+    cached[key] = value
+    if value and (#value == 40 or #value == 72) and find(value, sig, 17, true) ~= 17 then
+      stale[#stale + 1] = key
       stale[#stale + 1] = value
       stale[#stale + 1] = sig
     end
@@ -135,25 +142,32 @@ end
 -- Give ARGV's amounts back to KEYS[1..n] (mode "r"), or hold them empty (mode "d").
 local function adjust(mode, n)
   for i = 1, n do
-    local j = ARGS * i - 6
-    local w = tonumber(ARGV[j])
-    local start_us, start_frac, until_us, for_us, err = load(KEYS[i], j)
-    if err then
-      return err
+    local key, sig = KEYS[i], ARGV[2 * i + 1]
+    local w, amount_us, amount_frac, cap_us, cap_frac, held_us, held_frac
+    if mode == 'r' then
+      w, amount_us, amount_frac, cap_us, cap_frac = unpack('<ddddd', ARGV[2 * i])
+    else
+      w, amount_us, amount_frac, cap_us, cap_frac, held_us, held_frac =
+        unpack('<ddddddd', ARGV[2 * i])
     end
-    local amount_us, amount_frac = tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+    local start_us, start_frac, until_us, for_us, h_us, h_frac =
+      load(key, sig, cap_us, cap_frac, true)
+    if start_us == nil then
+      return start_frac  -- an error reply
+    end
     if mode == 'r' then
       start_us, start_frac = start_us - amount_us, start_frac - amount_frac
       if start_frac < 0 then
         start_frac, start_us = start_frac + w, start_us - 1
       end
-      store(KEYS[i], j, start_us, start_frac, until_us, for_us)
+      store(key, sig, start_us, start_frac, cap_us, cap_frac, until_us, for_us, h_us, h_frac)
     elseif for_us == 0 or until_us < now + amount_us then  -- else held longer already
-      local h_us, h_frac = now + amount_us + tonumber(ARGV[j + 5]), tonumber(ARGV[j + 6])
-      if h_us > start_us or (h_us == start_us and h_frac > start_frac) then
-        start_us, start_frac = h_us, h_frac
+      local d_us, d_frac = now + amount_us + held_us, held_frac
+      if d_us > start_us or (d_us == start_us and d_frac > start_frac) then
+        start_us, start_frac = d_us, d_frac
       end
-      store(KEYS[i], j, start_us, start_frac, now + amount_us, amount_us)
+      store(key, sig, start_us, start_frac, cap_us, cap_frac, now + amount_us, amount_us,
+        held_us, held_frac)
     end
   end
   return nil
@@ -175,41 +189,51 @@ local function converted()
 end
 
 -- Decide one call on KEYS[k0+1 .. k0+n] with its bucket arguments from
--- ARGV[a0+1]; append {allowed, debts...} to reply. Returns allowed, or nil
--- and an error reply.
+-- ARGV[a0+1]; append {allowed, debts...} to reply. Returns allowed; or nil
+-- and an error reply; or, unless `checked` already, false, nil and the
+-- stale reply when a bucket is kept under another signature (nothing
+-- stored then but clamps).
 -- Scratch space for decide, shared by the calls of a run (each writes 1..n).
-local after_us, after_frac, after_debt = {}, {}, {}
+local after_us, after_frac = {}, {}
 
-local function decide(mode, k0, n, a0, reply)
+local function decide(mode, k0, n, a0, reply, checked)
   local at = #reply
   local allowed = true
+  local stale
   for i = 1, n do
-    local j = a0 + ARGS * i - (ARGS - 1)
-    local w = tonumber(ARGV[j])
-    local cap_us, cap_frac = tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])
-    local start_us, start_frac, until_us, for_us, err = load(KEYS[k0 + i], j)
-    if err then
-      return nil, err
+    local key, sig = KEYS[k0 + i], ARGV[a0 + 2 * i]
+    local w, amount_us, amount_frac, cap_us, cap_frac = unpack('<ddddd', ARGV[a0 + 2 * i - 1])
+    local start_us, start_frac = load(key, sig, cap_us, cap_frac, checked)
+    if not start_us then
+      if start_us == nil then
+        return nil, start_frac
+      end
+      stale = stale or {-1, now}
+      stale[#stale + 1] = key
+      stale[#stale + 1] = start_frac
+      stale[#stale + 1] = sig
+    else
+      reply[at + 2 * i] = start_us - now
+      reply[at + 2 * i + 1] = start_frac
+      local a_us, a_frac = start_us + amount_us, start_frac + amount_frac
+      if a_frac >= w then
+        a_frac = a_frac - w
+        a_us = a_us + 1
+      end
+      local a_debt = a_us - now
+      if a_debt > cap_us or (a_debt == cap_us and a_frac > cap_frac) then
+        allowed = false
+      end
+      after_us[i], after_frac[i] = a_us, a_frac
     end
-    local debt_us = start_us - now
-    reply[at + 2 * i] = debt_us
-    reply[at + 2 * i + 1] = start_frac
-    local a_us = start_us + tonumber(ARGV[j + 1])
-    local a_frac = start_frac + tonumber(ARGV[j + 2])
-    if a_frac >= w then
-      a_frac = a_frac - w
-      a_us = a_us + 1
-    end
-    local a_debt = a_us - now
-    if a_debt > cap_us or (a_debt == cap_us and a_frac > cap_frac) then
-      allowed = false
-    end
-    after_us[i], after_frac[i], after_debt[i] = a_us, a_frac, a_debt
+  end
+  if stale then
+    return false, nil, stale
   end
   reply[at + 1] = allowed and 1 or 0
   if allowed and mode ~= 'p' then
     for i = 1, n do
-      store(KEYS[k0 + i], a0 + ARGS * i - (ARGS - 1), after_us[i], after_frac[i], 0, 0)
+      store(KEYS[k0 + i], ARGV[a0 + 2 * i], after_us[i], after_frac[i], 0, 0, 0, 0, 0, 0)
     end
   end
   return allowed
@@ -219,19 +243,21 @@ local mode = ARGV[1]
 if mode == 'c' then
   return converted()
 end
-local stale = {-1, now}
-if mode == 'm' then
-  local k0, a = 0, 2
-  while a <= #ARGV do
-    local n = tonumber(ARGV[a + 1])
-    check(k0, n, a + 1, stale)
-    k0, a = k0 + n, a + 2 + ARGS * n
+if mode == 'm' or mode == 'r' or mode == 'd' then  -- every signature first: then change
+  local stale = {-1, now}
+  if mode == 'm' then
+    local k0, a = 0, 2
+    while a <= #ARGV do
+      local n = tonumber(ARGV[a + 1])
+      check(k0, n, a + 1, stale)
+      k0, a = k0 + n, a + 2 + 2 * n
+    end
+  else
+    check(0, #KEYS, 1, stale)
   end
-else
-  check(0, #KEYS, 1, stale)
-end
-if #stale > 2 then
-  return stale  -- nothing decided: the client converts, then asks again
+  if #stale > 2 then
+    return stale  -- nothing decided: the client converts, then asks again
+  end
 end
 if mode == 'r' or mode == 'd' then
   return adjust(mode, #KEYS) or now
@@ -241,17 +267,20 @@ if mode == 'm' then
   local k0, a = 0, 2
   while a <= #ARGV do
     local n = tonumber(ARGV[a + 1])
-    local ok, err = decide(ARGV[a], k0, n, a + 1, reply)
-    if err then
+    local ok, err = decide(ARGV[a], k0, n, a + 1, reply, true)
+    if ok == nil then
       return err
     end
-    k0, a = k0 + n, a + 2 + ARGS * n
+    k0, a = k0 + n, a + 2 + 2 * n
   end
   return reply
 end
-local allowed, err = decide(mode, 0, #KEYS, 1, reply)
-if err then
+local allowed, err, stale = decide(mode, 0, #KEYS, 1, reply, false)
+if allowed == nil then
   return err
+end
+if stale then
+  return stale  -- nothing decided: the client converts, then asks again
 end
 if allowed and mode == 't' then
   return 1

@@ -28,7 +28,16 @@ from .errors import ERRORS, chained, map_error
 from .options import Settings
 from .policy import breaker_for
 from .runs import Entry, Many, build_runs, spread
-from .script import convert, merge, merge_converted, packed, reload, reload_missing, stale
+from .script import (
+    convert,
+    merge,
+    merge_converted,
+    packed,
+    reload,
+    reload_missing,
+    settled,
+    stale,
+)
 from .sentinel import AsyncSwitchWatch
 
 _CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
@@ -274,6 +283,8 @@ async def _drive(
     """``send(commands)``; those answered NOSCRIPT go again after SCRIPT LOAD; those
     that met a bucket under another limit go again once it is converted (``script``)."""
     replies = await send(commands)
+    if settled(replies):  # the common case: nothing to reload or convert
+        return replies
     missing = reload_missing(commands, replies)
     if missing:
         merge(replies, missing, await send(reload(commands, missing)))

@@ -15,7 +15,7 @@ from typing import Any
 
 from bucketcore._gcra import Step, as_stored, decision_from_steps, evaluate
 from bucketcore._keys import Key, key_bytes
-from bucketcore.decision import Decision, from_nanoseconds
+from bucketcore.decision import Decision, from_nanoseconds, make_decision, seconds_at_least
 from bucketcore.errors import CorruptState, StoreUnavailable
 from bucketcore.limit import Limit
 
@@ -53,7 +53,8 @@ def step(limit: Limit, debt: int, cost: int) -> Step:
     >>> step(Limit(1, 1.0), 3 * 10**9, 1).retry_ns  # drained: 3 s, not an empty bucket's 1 s
     3000000000
     """
-    return evaluate(limit, debt, 0, cost, as_stored(limit, debt, 0))
+    held = None if debt <= limit.capacity_units else as_stored(limit, debt, 0)
+    return evaluate(limit, debt, 0, cost, held)
 
 
 def unexpected(reply: Any) -> CorruptState:
@@ -171,7 +172,16 @@ class Calls:
         """The Decision for a reply; a denial is remembered if ``started`` is given."""
         if len(plans) == 1 and type(reply) is list and len(reply) == 4:
             plan = plans[0]
-            one = step(plan.limit, reply[2] * plan.w + reply[3], cost)
+            debt = reply[2] * plan.w + reply[3]
+            if reply[1] == 1:  # _gcra.evaluate's allowed case, inlined: the common call
+                limit = plan.limit
+                after = debt + cost * limit.token_units
+                if debt < 0 or after > plan.capacity:
+                    raise disagree(reply)
+                reset_ns = -(-after // limit.units_per_ns)
+                remaining = (plan.capacity - after) // limit.token_units
+                return make_decision(True, remaining, 0.0, seconds_at_least(reset_ns), limits[0])
+            one = step(plan.limit, debt, cost)
             if one.allowed != (reply[1] == 1):
                 raise disagree(reply)
             decision = from_nanoseconds(
@@ -282,7 +292,7 @@ class Refund:
         key: Key,
         limits: tuple[Limit, ...],
         mode: bytes,
-        args: list[tuple[bytes, ...]],
+        args: list[tuple[bytes, bytes]],
         on_outage: Callable[[StoreUnavailable], None],
     ) -> None:
         tag = escape_key(key)

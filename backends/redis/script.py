@@ -2,8 +2,9 @@
 
 The script is read from the package data once, at import, and called by its
 SHA1. What it needs to know about a limit (GCRA units per microsecond, the
-capacity, a cost in units, split into whole microseconds and a remainder)
-is computed once per limit, in a ``Plan``. The wire protocol (RESP) of the
+capacity, a cost in units, split into whole microseconds and a remainder,
+packed as doubles in one argument; the limit's signature in another) is
+computed once per limit, in a ``Plan``. The wire protocol (RESP) of the
 usual arguments is kept too: ``acquire_many`` splices it into its runs.
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "reload",
     "reload_missing",
     "resp",
+    "settled",
     "stale",
 ]
 
@@ -88,17 +90,34 @@ def packed(conn: Any, command: Any) -> bytes:
     return b"".join(conn.pack_command(*command))
 
 
+_NUMBERS = struct.Struct("<ddddd")  # W, amount_us, amount_frac, cap_us, cap_frac
+_DRAIN_NUMBERS = struct.Struct("<ddddddd")  # the same, then held_us, held_frac
+_SIGNATURE = struct.Struct("<QQQ")  # units_per_ns, token_units, burst: opaque to the script
+
+
 class Plan:
     """What the script needs to know about one limit, computed once.
 
     >>> plan = Plan(Limit(10, 1.0))
-    >>> plan.w, plan.args(1)[:5]  # 0.1 s per token, a burst of 10 refills in 1 s
-    (1000, (b'1000', b'100000', b'0', b'1000000', b'0'))
-    >>> plan.args(1)[5:]  # capacity less one token; the signature
-    (b'900000', b'0', b'1/100000000/10')
+    >>> numbers, signature = plan.args(1)
+    >>> plan.w, _NUMBERS.unpack(numbers)  # 0.1 s per token, a burst of 10 refills in 1 s
+    (1000, (1000.0, 100000.0, 0.0, 1000000.0, 0.0))
+    >>> _SIGNATURE.unpack(signature)
+    (1, 100000000, 10)
     """
 
-    __slots__ = ("cap_args", "capacity", "costs", "limit", "packed", "suffix", "w", "w_arg")
+    __slots__ = (
+        "cap_frac",
+        "cap_us",
+        "capacity",
+        "costs",
+        "held",
+        "limit",
+        "packed",
+        "signature",
+        "suffix",
+        "w",
+    )
 
     def __init__(self, limit: Limit) -> None:
         w = 1000 * limit.units_per_ns  # GCRA units per microsecond
@@ -114,28 +133,24 @@ class Plan:
         self.suffix = b"}" + limit.identity.encode("utf-8", "surrogatepass")
         self.w = w
         self.capacity = capacity
-        self.w_arg = str(w).encode()
-        held_us, held_frac = divmod(capacity - limit.token_units, w)
-        signature = "/".join(map(str, limit.signature)).encode()
-        self.cap_args = (
-            str(cap_us).encode(),
-            str(cap_frac).encode(),
-            str(held_us).encode(),
-            str(held_frac).encode(),
-            signature,
-        )
-        self.costs: dict[int, tuple[bytes, ...]] = {}
+        self.cap_us, self.cap_frac = cap_us, cap_frac
+        self.held = divmod(capacity - limit.token_units, w)  # capacity less one token
+        self.signature = _SIGNATURE.pack(*limit.signature)
+        self.costs: dict[int, tuple[bytes, bytes]] = {}
         self.packed: dict[int, bytes] = {}  # the same, in the wire protocol
 
-    def args(self, cost: int) -> tuple[bytes, ...]:
-        """The five script arguments for taking ``cost`` tokens."""
+    def _numbers(self, amount: int) -> bytes:
+        # Every number is an integer below 2^53: exact as a double.
+        return _NUMBERS.pack(self.w, *divmod(amount, self.w), self.cap_us, self.cap_frac)
+
+    def args(self, cost: int) -> tuple[bytes, bytes]:
+        """The two script arguments for taking ``cost`` tokens."""
         args = self.costs.get(cost)
         if args is None:
             # Beyond the capacity every cost is denied alike; clamping keeps
             # the script's sums under 2^53 (the client knows the real cost).
             amount = min(cost * self.limit.token_units, self.capacity + 1)
-            amount_us, amount_frac = divmod(amount, self.w)
-            args = (self.w_arg, str(amount_us).encode(), str(amount_frac).encode(), *self.cap_args)
+            args = (self._numbers(amount), self.signature)
             if len(self.costs) < 64:
                 self.costs[cost] = args
                 self.packed[cost] = resp(args)
@@ -146,18 +161,20 @@ class Plan:
         packed = self.packed.get(cost)
         return packed if packed is not None else resp(self.args(cost))
 
-    def refund_args(self, tokens: int) -> tuple[bytes, ...]:
-        """The five script arguments for giving ``tokens`` back."""
+    def refund_args(self, tokens: int) -> tuple[bytes, bytes]:
+        """The two script arguments for giving ``tokens`` back."""
         amount = min(tokens * self.limit.token_units, _MAX_REFUND_US * self.w)
-        amount_us, amount_frac = divmod(amount, self.w)
-        return (self.w_arg, str(amount_us).encode(), str(amount_frac).encode(), *self.cap_args)
+        return (self._numbers(amount), self.signature)
 
-    def drain_args(self, seconds_ns: int) -> tuple[bytes, ...]:
-        """The eight script arguments for holding the bucket empty ``seconds_ns``.
+    def drain_args(self, seconds_ns: int) -> tuple[bytes, bytes]:
+        """The two script arguments for holding the bucket empty ``seconds_ns``.
 
         The server's clock counts microseconds: the hold is rounded up to one.
         """
-        return (self.w_arg, str(-(-seconds_ns // 1000)).encode(), b"0", *self.cap_args)
+        numbers = _DRAIN_NUMBERS.pack(
+            self.w, -(-seconds_ns // 1000), 0, self.cap_us, self.cap_frac, *self.held
+        )
+        return (numbers, self.signature)
 
 
 class Plans:
@@ -192,12 +209,27 @@ class Plans:
         return plan
 
 
+def settled(replies: list[Any]) -> bool:
+    """True when no reply asks for the script to be loaded or a bucket converted.
+
+    The common case, checked in one pass before ``reload_missing`` and ``stale``.
+
+    >>> settled([[5, 1, 0, 0], 1]), settled([[-1, 5, b"k", b"v", b"s"]])
+    (True, False)
+    """
+    for reply in replies:
+        kind = type(reply)
+        if kind is NoScriptError or (kind is list and reply and reply[0] == -1):
+            return False
+    return True
+
+
 def stale(replies: list[Any]) -> list[int]:
     """The indexes of replies saying a bucket is kept under another limit (a plan changed).
 
     Such a call decided nothing: ``convert`` its buckets, then send it again.
 
-    >>> stale([[-1, 5, b"k", b"v", b"1/1/1"], [5, 1, 0, 0], 1])
+    >>> stale([[-1, 5, b"k", b"v", b"s"], [5, 1, 0, 0], 1])
     [0]
     """
     return [i for i, reply in enumerate(replies) if type(reply) is list and reply[:1] == [-1]]
@@ -235,15 +267,34 @@ def merge_converted(replies: list[Any], indexes: list[int], again: list[Any]) ->
     return replies
 
 
-_STATE = struct.Struct("<dddd")
+_STATE = struct.Struct("<dd")  # tat_us, tat_frac; then the signature, then maybe a hold
+_HOLD = struct.Struct("<dddd")  # held_until_us, held_for_us, held_us, held_frac
+_VALUE_SIZE = _STATE.size + _SIGNATURE.size  # 40
+_HELD_VALUE_SIZE = _VALUE_SIZE + _HOLD.size  # 72
+
+
+def _signature(packed: bytes) -> Signature:
+    signature = Signature(*_SIGNATURE.unpack(packed))
+    if min(signature) < 1:
+        raise ValueError(f"no limit has the signature {signature}")
+    return signature
 
 
 def _converted_value(value: bytes, signature: bytes, now_ns: int) -> tuple[bytes, bytes]:
-    """The new value (b"": full) and its expiry in ms, for a bucket under ``signature``."""
+    """The new value (b"": full) and its expiry in ms, for a bucket under ``signature``.
+
+    A value is ``<dd`` (tat_us, tat_frac), the signature, and while a drain
+    holds it ``<dddd`` (held_until_us, held_for_us, the capacity less one
+    token as us and frac): docs/design.md §9.
+    """
     try:
-        old = Signature(*map(int, value[_STATE.size :].split(b"/")))
-        new = Signature(*map(int, signature.split(b"/")))
-        tat_us, tat_frac, until_us, for_us = _STATE.unpack_from(value)
+        if len(value) not in (_VALUE_SIZE, _HELD_VALUE_SIZE):
+            raise ValueError(f"{len(value)} bytes")
+        old = _signature(value[_STATE.size : _VALUE_SIZE])
+        new = _signature(signature)
+        tat_us, tat_frac = _STATE.unpack_from(value)
+        is_held = len(value) == _HELD_VALUE_SIZE
+        until_us, for_us = _HOLD.unpack_from(value, _VALUE_SIZE)[:2] if is_held else (0, 0)
     except (ValueError, TypeError, struct.error) as exc:
         raise CorruptState(f"a stored bucket state does not parse: {value!r}") from exc
     now_us = now_ns // 1000
@@ -253,12 +304,12 @@ def _converted_value(value: bytes, signature: bytes, now_ns: int) -> tuple[bytes
     new_now = now_ns * new.units_per_ns
     if tat is None or tat <= new_now:
         return b"", b"1"
-    if held_until is None or tat - new_now <= new.burst * new.token_units:
-        until_us = for_us = 0
-    else:
-        until_us = held_until // 1000
-    new_us, new_frac = divmod(tat, 1000 * new.units_per_ns)
-    state = _STATE.pack(new_us, new_frac, until_us, for_us) + signature
+    new_w = 1000 * new.units_per_ns
+    new_us, new_frac = divmod(tat, new_w)
+    state = _STATE.pack(new_us, new_frac) + signature
+    if held_until is not None and tat - new_now > new.burst * new.token_units:
+        held = divmod((new.burst - 1) * new.token_units, new_w)
+        state += _HOLD.pack(held_until // 1000, for_us, *held)
     return state, str((new_us - now_us) // 1000 + 2).encode()
 
 

@@ -30,7 +30,16 @@ from .errors import ERRORS, chained, is_redirect, map_error
 from .options import Settings
 from .policy import breaker_for
 from .runs import Many
-from .script import convert, merge, merge_converted, packed, reload, reload_missing, stale
+from .script import (
+    convert,
+    merge,
+    merge_converted,
+    packed,
+    reload,
+    reload_missing,
+    settled,
+    stale,
+)
 from .sentinel import SwitchWatch
 
 _CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
@@ -286,6 +295,8 @@ def _drive(commands: list[Any], send: Callable[[list[Any]], list[Any]]) -> list[
     """``send(commands)``; those answered NOSCRIPT go again after SCRIPT LOAD; those
     that met a bucket under another limit go again once it is converted (``script``)."""
     replies = send(commands)
+    if settled(replies):  # the common case: nothing to reload or convert
+        return replies
     missing = reload_missing(commands, replies)
     if missing:
         merge(replies, missing, send(reload(commands, missing)))

@@ -35,10 +35,11 @@ from typing import NoReturn
 
 import rocksdict
 
+from bucketcore._gcra import Held
 from bucketcore.errors import CorruptState, StoreClosed, StoreError
 from bucketcore.limit import Limit
 from bucketcore.memory import MemoryStore
-from bucketcore.persistence import BucketId, Change
+from bucketcore.persistence import BucketId, Change, Loaded
 
 from .database import mapped, store_error
 from .group_commit import GroupCommit
@@ -52,6 +53,7 @@ from .records import (
     decode,
     encode,
     restored,
+    state_under,
 )
 from .synced_mark import SyncedMark
 
@@ -60,7 +62,7 @@ __all__ = ["DURABILITIES", "PeriodicPersistence", "SyncPersistence", "WalPersist
 log = logging.getLogger("bucketcore.rocksdb")
 
 WallClock = Callable[[], int]
-State = tuple[int, int] | None  # (tat, units_per_ns) to write, or None to delete
+State = tuple[int, Limit | Held] | None  # (tat, owner) as memory keeps it, or None to delete
 Pending = dict[BucketId, State]
 
 # The lazy disk sweep: after every DISK_SWEEP_EVERY loads from disk (new
@@ -105,7 +107,7 @@ class RocksDBPersistence:
 
     # -- the Persistence contract ---------------------------------------------
 
-    def load(self, bucket: BucketId, limit: Limit, now_ns: int) -> int | None:
+    def load(self, bucket: BucketId, limit: Limit, now_ns: int) -> Loaded:
         try:
             value = self.db.get(self.keys.key(*bucket))
         except Exception as exc:
@@ -116,12 +118,12 @@ class RocksDBPersistence:
             self._loads = 0
             self._sweep_disk(offset_ns + now_ns)
         if value is None:
-            return None
+            return Loaded(None, None)
         try:
-            full_at_wall_ns, remainder, units = decode(value)
+            record = decode(value)
         except ValueError as exc:
-            return self._corrupt(bucket, limit, now_ns, str(exc))
-        return restored(limit, now_ns, full_at_wall_ns - offset_ns, remainder, units)
+            return Loaded(self._corrupt(bucket, limit, now_ns, str(exc)), None)
+        return restored(limit, now_ns, record, offset_ns)
 
     def stage(self, changes: list[Change], now_ns: int) -> None:
         raise NotImplementedError  # each mode says
@@ -132,7 +134,7 @@ class RocksDBPersistence:
     def forget(self, bucket_ids: list[BucketId]) -> None:
         # The buckets are full: their records may go, and losing the delete
         # in a crash loses nothing (a full record reads as a full bucket).
-        self._write([(bucket, None, 0) for bucket in bucket_ids], 0, "delete full buckets")
+        self._write([(bucket, None, None) for bucket in bucket_ids], 0, "delete full buckets")
 
     def flush(self) -> None:
         """Write (and fsync) every pending state now; nothing is pending in wal."""
@@ -162,16 +164,19 @@ class RocksDBPersistence:
     # -- shared parts ----------------------------------------------------------
 
     def _write(
-        self, states: list[tuple[BucketId, int | None, int]], now_ns: int, doing: str
+        self,
+        states: list[tuple[BucketId, int | None, Limit | Held | None]],
+        now_ns: int,
+        doing: str,
     ) -> None:
-        """One batch of (bucket, tat or None, units), so a crash keeps all or none."""
+        """One batch of (bucket, tat or None, owner), so a crash keeps all or none."""
         offset_ns = self.wall_clock() - now_ns
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for bucket, tat, units in states:
-            if tat is None:
+        for bucket, tat, owner in states:
+            if tat is None or owner is None:
                 batch.delete(self.keys.key(*bucket))
             else:
-                batch.put(self.keys.key(*bucket), encode(tat, units, offset_ns))
+                batch.put(self.keys.key(*bucket), encode(tat, owner, offset_ns))
         with mapped(doing, self.path):
             self.db.write(batch, self.write_options)
 
@@ -216,7 +221,7 @@ class RocksDBPersistence:
                     iterator.next()
                     continue
                 try:
-                    full_at_wall_ns, remainder, _ = decode(iterator.value())
+                    full_at_wall_ns, remainder, *_ = decode(iterator.value())
                 except ValueError:
                     iterator.next()
                     continue  # reported when the bucket is used, never deleted here
@@ -246,7 +251,8 @@ class WalPersistence(RocksDBPersistence):
 
     It is also the C path's ``record_writer``: ``bucketcore/_fastpath.c``
     writes a resident bucket's record itself, with ``put`` and the fields
-    below (the layout of records.py).
+    below (the layout of records.py), for the common case only: a bucket
+    under the call's limit, not held by a drain.
     """
 
     record_version = VERSION
@@ -270,20 +276,27 @@ class WalPersistence(RocksDBPersistence):
         return self.keys.prefixes
 
     def stage(self, changes: list[Change], now_ns: int) -> None:
-        tat = changes[0][2] if len(changes) == 1 else None
-        if tat is not None:
-            (identity, key), limit, _ = changes[0]
-            units = limit.units_per_ns
-            full_at_ns, remainder = divmod(tat, units)
-            try:
-                record = RECORD.pack(
-                    VERSION, full_at_ns + self.wall_clock() - now_ns, remainder, units
-                )
-                self.db.put(self.keys.key(identity, key), record, self.write_options)
-            except Exception as exc:
-                raise store_error(exc, "write", self.path) from exc
-            return
-        self._write([(b, tat, limit.units_per_ns) for b, limit, tat in changes], now_ns, "write")
+        if len(changes) == 1:  # records.encode inlined for the commonest change
+            (identity, key), owner, tat = changes[0]
+            if tat is not None and type(owner) is Limit:
+                units, token_units, burst = owner.signature
+                full_at_ns, remainder = divmod(tat, units)
+                try:
+                    record = RECORD.pack(
+                        VERSION,
+                        full_at_ns + self.wall_clock() - now_ns,
+                        remainder,
+                        units,
+                        token_units,
+                        burst,
+                        0,
+                        0,
+                    )
+                    self.db.put(self.keys.key(identity, key), record, self.write_options)
+                except Exception as exc:
+                    raise store_error(exc, "write", self.path) from exc
+                return
+        self._write([(b, tat, owner) for b, owner, tat in changes], now_ns, "write")
 
 
 class _DeferredPersistence(RocksDBPersistence):
@@ -299,20 +312,23 @@ class _DeferredPersistence(RocksDBPersistence):
         self._dirty, self._flushing = {}, {}
         self._flush_lock = threading.Lock()
 
-    def load(self, bucket: BucketId, limit: Limit, now_ns: int) -> int | None:
+    def load(self, bucket: BucketId, limit: Limit, now_ns: int) -> Loaded:
         for pending in (self._dirty, self._flushing):
             if bucket in pending:
                 state = pending[bucket]
                 if state is None:
-                    return None
-                full_at_ns, remainder = divmod(state[0], state[1])
-                return restored(limit, now_ns, full_at_ns, remainder, state[1])
+                    return Loaded(None, None)
+                tat, owner = state
+                if type(owner) is Held:
+                    held = owner.until_ns, owner.for_ns
+                    return state_under(limit, now_ns, tat, owner.limit.signature, held)
+                return state_under(limit, now_ns, tat, owner.signature, None)  # type: ignore[union-attr]
         return super().load(bucket, limit, now_ns)
 
     def stage(self, changes: list[Change], now_ns: int) -> None:
         dirty = self._dirty
-        for bucket, limit, tat in changes:
-            dirty[bucket] = None if tat is None else (tat, limit.units_per_ns)
+        for bucket, owner, tat in changes:
+            dirty[bucket] = None if tat is None else (tat, owner)
 
     def forget(self, bucket_ids: list[BucketId]) -> None:
         for bucket in bucket_ids:
@@ -416,8 +432,8 @@ class PeriodicPersistence(_DeferredPersistence):
         if self._background_error is not None:
             self._raise_background_error()
         dirty = self._dirty  # _DeferredPersistence.stage, inlined: this is periodic's hot path
-        for bucket, limit, tat in changes:
-            dirty[bucket] = None if tat is None else (tat, limit.units_per_ns)
+        for bucket, owner, tat in changes:
+            dirty[bucket] = None if tat is None else (tat, owner)
 
     def _flush_periodically(self) -> None:
         while not self._stop.wait(self.flush_interval):

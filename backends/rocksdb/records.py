@@ -1,20 +1,28 @@
 """RocksDB records: the one place that states their layout (docs/design.md §9).
 
-A record is a fixed little-endian struct ``<BqQQ``: the format version, the
-instant the bucket is full again as wall-clock nanoseconds, a remainder in
-``1/units_per_ns`` of a nanosecond (no fraction of a token is lost), and that
-denominator (so a record stays meaningful if a named limit's rate changes
-between runs). ``bucketcore/_fastpath.c`` writes the same 25 bytes for rocksdb
-wal; tests/test_fastpath.py ``test_c_writes_the_record_records_encode_writes``
-holds the two equal, and the C module refuses a ``record_size`` other than 25.
+A record is a fixed little-endian struct ``<BqQQQQqQ`` (57 bytes): the format
+version (2), the instant the bucket is full again as wall-clock nanoseconds,
+a remainder in ``1/units_per_ns`` of a nanosecond (no fraction of a token is
+lost), the limit's ``Signature`` (units per ns, token units, burst: a key
+whose limit changed between runs reads its tokens back through
+``_gcra.converted``), then a drain's hold (its wall-clock deadline and the
+length asked; 0 and 0 when none). Version 1 records (``<BqQQ``, 25 bytes, no
+signature, no hold) still load, as under the caller's limit.
+``bucketcore/_fastpath.c`` writes the common record (the call's limit, no
+hold) for rocksdb wal; tests/test_fastpath.py
+``test_c_writes_the_record_records_encode_writes`` holds the two equal, and
+the C module refuses a ``record_size`` other than 57.
 
 Keys: a tag byte; bucket records are tag + identity length (2 bytes, big
 endian) + identity + key, so the mapping is one-to-one whatever the bytes.
 
 >>> from bucketcore import Limit
->>> record = encode(tat=5_000_000_001, units_per_ns=1, offset_ns=10)
->>> len(record), decode(record)
-(25, (5000000011, 0, 1))
+>>> limit = Limit(1, 1.0)
+>>> record = encode(tat=5_000_000_001, owner=limit, offset_ns=10)
+>>> len(record), decode(record)[:3]
+(57, (5000000011, 0, 1))
+>>> restored(limit, 4_500_000_000, decode(record), offset_ns=10).tat
+5000000001
 >>> record_key(("1/60s", "alice"))
 b'\\x01\\x00\\x051/60salice'
 """
@@ -22,11 +30,13 @@ b'\\x01\\x00\\x051/60salice'
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
+from bucketcore._gcra import Held, converted
 from bucketcore._keys import Key, canonical_key
 from bucketcore.errors import StoreError
-from bucketcore.limit import Limit
-from bucketcore.persistence import BucketId
+from bucketcore.limit import Limit, Signature
+from bucketcore.persistence import BucketId, Loaded
 
 __all__ = [
     "BUCKET_END",
@@ -34,7 +44,9 @@ __all__ = [
     "META_KEY",
     "META_VALUE",
     "RECORD",
+    "RECORD_V1",
     "VERSION",
+    "Record",
     "RecordKeys",
     "bucket_id",
     "decode",
@@ -42,10 +54,14 @@ __all__ = [
     "record_key",
     "record_prefix",
     "restored",
+    "state_under",
 ]
 
-VERSION = 1
-RECORD = struct.Struct("<BqQQ")  # version, full-at wall ns, remainder, units_per_ns
+VERSION = 2
+# version, full-at wall ns, remainder, units_per_ns, token_units, burst,
+# held-until wall ns, held-for ns (0, 0: no hold)
+RECORD = struct.Struct("<BqQQQQqQ")
+RECORD_V1 = struct.Struct("<BqQQ")  # version 1: version, full-at wall ns, remainder, units
 
 META_KEY = b"\x00bucketcore-format"
 META_VALUE = b"bucketcore records v1"
@@ -118,54 +134,119 @@ class RecordKeys:
         return prefix + (key.encode("utf-8") if type(key) is str else key)  # type: ignore[operator]
 
 
-def encode(tat: int, units_per_ns: int, offset_ns: int) -> bytes:
-    """A tat (monotonic units) as a record; ``offset_ns`` = wall - monotonic now.
+class Record(NamedTuple):
+    """A decoded record, its times on the wall clock; ``signature`` None: version 1."""
 
-    >>> decode(encode(7, units_per_ns=2, offset_ns=0))
-    (3, 1, 2)
+    full_at_ns: int
+    remainder: int  # in 1/units of a nanosecond
+    units: int
+    signature: Signature | None
+    held_until_ns: int  # with held_for_ns 0: no hold
+    held_for_ns: int
+
+
+def encode(tat: int, owner: Limit | Held, offset_ns: int) -> bytes:
+    """A bucket as memory keeps it, ``[tat, owner]``, as a record.
+
+    ``tat`` is in monotonic units of ``owner``'s limit; ``offset_ns`` is
+    wall - monotonic now.
+
+    >>> decode(encode(7, Limit(1, 0.5, burst=2), offset_ns=0))
+    Record(full_at_ns=7, remainder=0, units=1, signature=Signature(units_per_ns=1, \
+token_units=500000000, burst=2), held_until_ns=0, held_for_ns=0)
     """
-    full_at_ns, remainder = divmod(tat, units_per_ns)
+    if type(owner) is Held:
+        units, token_units, burst = owner.limit.signature
+        until_ns, for_ns = owner.until_ns + offset_ns, owner.for_ns
+    else:
+        units, token_units, burst = owner.signature  # type: ignore[union-attr]
+        until_ns = for_ns = 0
+    full_at_ns, remainder = divmod(tat, units)
     try:
-        return RECORD.pack(VERSION, full_at_ns + offset_ns, remainder, units_per_ns)
+        return RECORD.pack(
+            VERSION, full_at_ns + offset_ns, remainder, units, token_units, burst, until_ns, for_ns
+        )
     except struct.error as exc:
         raise StoreError(f"bucket state out of the record's range: {exc}") from exc
 
 
-def decode(value: bytes) -> tuple[int, int, int]:
-    """(full_at_wall_ns, remainder, units_per_ns); ValueError names what is wrong.
+def decode(value: bytes) -> Record:
+    """A record's fields; ValueError names what is wrong.
 
     >>> decode(b"")
     Traceback (most recent call last):
     ...
-    ValueError: record is 0 bytes, expected 25
+    ValueError: record is 0 bytes, expected 57 (or 25, version 1)
     """
-    if len(value) != RECORD.size:
-        raise ValueError(f"record is {len(value)} bytes, expected {RECORD.size}")
-    version, full_at_ns, remainder, units = RECORD.unpack(value)
-    if version != VERSION:
-        raise ValueError(f"unknown record format version {version}")
+    if len(value) == RECORD.size:
+        version, full_at_ns, remainder, units, token_units, burst, until, length = RECORD.unpack(
+            value
+        )
+        if version != VERSION:
+            raise ValueError(f"unknown record format version {version}")
+        if token_units < 1 or burst < 1:
+            raise ValueError(f"a signature of {token_units} token units, burst {burst}")
+        signature: Signature | None = Signature(units, token_units, burst)
+    elif len(value) == RECORD_V1.size:
+        version, full_at_ns, remainder, units = RECORD_V1.unpack(value)
+        if version != 1:
+            raise ValueError(f"unknown record format version {version} (of version 1's size)")
+        signature, until, length = None, 0, 0
+    else:
+        raise ValueError(
+            f"record is {len(value)} bytes, expected {RECORD.size} (or {RECORD_V1.size}, version 1)"
+        )
     if units < 1 or remainder >= units:
         raise ValueError(f"remainder {remainder} is not a fraction of 1/{units} ns")
-    return full_at_ns, remainder, units
+    return Record(full_at_ns, remainder, units, signature, until, length)
 
 
-def restored(limit: Limit, now_ns: int, full_at_ns: int, remainder: int, units: int) -> int | None:
-    """A bucket's tat in ``limit``'s units, clamped to [full, empty] at ``now_ns``.
+def restored(limit: Limit, now_ns: int, record: Record, offset_ns: int) -> Loaded:
+    """A record's state under ``limit`` at monotonic ``now_ns``; ``offset_ns`` = wall - now.
 
-    ``full_at_ns + remainder / units`` is the monotonic instant the bucket is
-    full. A clock step between runs can move it anywhere: before ``now`` it
-    is simply a full bucket (never more), and it is cut to ``now + capacity``
-    (an empty bucket's wait, never longer). A remainder in other units is
-    rounded up: the caller waits the longer side of a unit.
+    A clock step between runs can move the instant anywhere: before ``now``
+    it is simply a full bucket (never more), and it is cut to an empty
+    bucket's wait (or its hold's: never longer). A version 1 record is taken
+    as ``limit``'s, a remainder in other units rounded up (the caller waits
+    the longer side of a unit).
 
-    >>> restored(Limit(1, 1.0), now_ns=0, full_at_ns=10**12, remainder=0, units=1)
-    1000000000
+    >>> old = RECORD_V1.pack(1, 10**12, 0, 1)
+    >>> restored(Limit(1, 1.0), now_ns=0, record=decode(old), offset_ns=0)
+    Loaded(tat=1000000000, held=None)
     """
-    units_per_ns = limit.units_per_ns
-    if units != units_per_ns:
-        remainder = -(-remainder * units_per_ns // units)
-    tat = full_at_ns * units_per_ns + remainder
-    now = now_ns * units_per_ns
-    if tat <= now:
-        return None
-    return min(tat, now + limit.capacity_units)
+    full_at_ns = record.full_at_ns - offset_ns
+    if record.signature is None:
+        units_per_ns = limit.units_per_ns
+        remainder = record.remainder
+        if record.units != units_per_ns:
+            remainder = -(-remainder * units_per_ns // record.units)
+        tat = full_at_ns * units_per_ns + remainder
+        now = now_ns * units_per_ns
+        return Loaded(None if tat <= now else min(tat, now + limit.capacity_units), None)
+    held = (record.held_until_ns - offset_ns, record.held_for_ns) if record.held_for_ns else None
+    tat = full_at_ns * record.units + record.remainder
+    return state_under(limit, now_ns, tat, record.signature, held)
+
+
+def state_under(
+    limit: Limit, now_ns: int, tat: int, signature: Signature, held: tuple[int, int] | None
+) -> Loaded:
+    """A state kept under ``signature`` (and a hold: deadline, length) read under ``limit``.
+
+    Converted (``_gcra.converted``) and clamped at ``now_ns``, as
+    ``MemoryStore._adopt`` does for a bucket in memory: the hold is kept
+    while the bucket is beyond empty, its deadline never more than its
+    length ahead.
+
+    >>> one = Limit(1, 1.0)
+    >>> state_under(one, 0, 9 * 10**9, one.signature, (9 * 10**9, 9 * 10**9)).held.until_ns
+    9000000000
+    """
+    held_until_ns = None if held is None else min(held[0], now_ns + held[1])
+    state = converted(signature, limit.signature, tat, now_ns, held_until_ns)
+    now = now_ns * limit.units_per_ns
+    if state is None or state <= now:
+        return Loaded(None, None)
+    if held is None or held_until_ns is None or state <= now + limit.capacity_units:
+        return Loaded(state, None)
+    return Loaded(state, Held(limit, held_until_ns, held[1]))
