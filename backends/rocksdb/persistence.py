@@ -191,7 +191,7 @@ class RocksDBPersistence:
         if self.on_corrupt == "raise":
             raise CorruptState(message)
         empty = now_ns * limit.units_per_ns + limit.capacity_units
-        self._write([(bucket, empty, limit.units_per_ns)], now_ns, "replace a corrupt record")
+        self._write([(bucket, empty, limit)], now_ns, "replace a corrupt record")
         log.warning("%s; replaced by an empty bucket, which refills from now", message)
         return empty
 
