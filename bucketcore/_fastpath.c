@@ -69,7 +69,7 @@ typedef struct {
     PyObject *slow_acquire;
     PyObject *slow_peek;
     PyObject *create;           /* store._create(limit, key, tat, now_ns) */
-    PyObject *rebind; /* MemoryStore._rebind(bucket, limit): false hands the call to Python */
+    PyObject *rebind; /* _buckets.rebind via store._rebind: false hands the call to Python */
     PyObject *sweep_after_calls; /* store._sweep_after_calls(), every calls_per_sweep calls */
     long calls_per_sweep;
     long calls_until_sweep;

@@ -36,7 +36,7 @@ speed or place, and the tests that hold each equal to it:
   For rocksdb wal it also writes the record of backends/rocksdb/records.py
   (tests/test_fastpath.py: ``test_c_writes_the_record_records_encode_writes``).
 - ``MemoryStore`` meets a bucket whose limit is not the call's (another
-  object, another rate, or ``Held``) in ``_adopt``, which calls ``converted``
+  object, another rate, or ``Held``) in ``_buckets.adopt``, which calls ``converted``
   and ``clamped`` here; the inlined and C paths only take buckets already
   under the call's very limit (tests/test_limit_changes.py).
 - ``LMDBStore._one`` (backends/lmdb/store.py): the one-limit step inlined

@@ -6,7 +6,7 @@ This is the authority for ``memory://`` and, given a persistence object
 Each limit identity has a table ``{key: [tat, limit]}``; a missing bucket is
 a full one. ``limit`` is the Limit the state was last kept under; a call
 under another one (a plan changed, or merely another equal object) goes
-through ``_adopt``, which converts the state (``_gcra.converted``); a drained
+through ``_buckets.adopt``, which converts the state (``_gcra.converted``); a drained
 bucket holds ``_gcra.Held`` there instead, so no fast path ever takes it.
 Full buckets carry no information, so they are dropped lazily: every 64th
 created bucket, and every 1024th call, sweeps a little of a snapshot of the
@@ -36,14 +36,13 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import SplitResult
 
+from bucketcore._buckets import Table, adopt, held_decision, rebind
 from bucketcore._gcra import (
     Held,
     Step,
     clamped,
-    converted,
     decision_from_steps,
     drained,
     evaluate,
@@ -72,8 +71,6 @@ except ImportError:  # built without a C compiler, or not CPython: the Python pa
 
 __all__ = ["MemoryStore", "open_store"]
 
-Bucket = list[Any]  # [tat: int, limit: Limit | Held]; a list so the hot path updates in place
-Table = dict[Key, Bucket]
 
 _INF = math.inf
 _EXACT_FLOAT_INT = 2**53  # seconds_at_least's fast case, inlined in acquire
@@ -141,6 +138,8 @@ class MemoryStore:
             self.checked_peek = self._fast.peek  # type: ignore[method-assign]
         if persistence is None:
             _per_process_stores.add(self)
+
+    _rebind = staticmethod(rebind)  # the C path asks the store for it
 
     def checked_calls(self) -> CheckedCalls:
         """``checked_try_acquire``, ``checked_acquire`` and ``checked_peek``.
@@ -217,7 +216,7 @@ class MemoryStore:
                 self._create(limit, key, after, now_ns)
                 return True
             if bucket[1] is not limit:
-                self._adopt(bucket, limit, now_ns)
+                adopt(bucket, limit, now_ns)
             tat = bucket[0]
             after = (now if tat < now else tat) + cost * limit.token_units
             if after - now > limit.capacity_units:
@@ -264,7 +263,7 @@ class MemoryStore:
                     self._create(limit, key, now + debt, now_ns)
             else:
                 if bucket[1] is not limit:
-                    self._adopt(bucket, limit, now_ns)
+                    adopt(bucket, limit, now_ns)
                 tat = bucket[0]
                 debt = (now if tat < now else tat) + cost * limit.token_units - now
                 if debt <= limit.capacity_units:
@@ -272,7 +271,7 @@ class MemoryStore:
                 elif bucket[1] is limit:  # not held by a drain: undo a clock step back
                     tat = bucket[0] = clamped(limit, tat, now)
                 else:
-                    return self._held_decision(bucket, now_ns, cost)
+                    return held_decision(bucket, now_ns, cost)
         finally:
             self._calls_until_sweep -= 1
             if self._calls_until_sweep <= 0:
@@ -325,7 +324,7 @@ class MemoryStore:
                 tat = persistence.load((limit.identity, key), limit, now_ns).tat
             else:
                 if bucket[1] is not limit:
-                    self._adopt(bucket, limit, now_ns)
+                    adopt(bucket, limit, now_ns)
                 tat = bucket[0]
             after = (now if tat is None or tat < now else tat) + cost * limit.token_units
             if after - now > limit.capacity_units:
@@ -483,7 +482,7 @@ class MemoryStore:
                 return self._load(limit, key, now_ns)
             return None, None
         if bucket[1] is not limit:
-            tat = self._adopt(bucket, limit, now_ns)
+            tat = adopt(bucket, limit, now_ns)
             owner = bucket[1]
             return tat, None if owner is limit else owner.deadline(now_ns)
         # A bucket further ahead than an empty one saw the clock step back:
@@ -509,48 +508,6 @@ class MemoryStore:
     def _evaluate(self, limit: Limit, key: Key, now_ns: int, cost: int) -> Step:
         tat, held_until_ns = self._state(limit, key, now_ns)
         return evaluate(limit, tat, now_ns, cost, held_until_ns)
-
-    @staticmethod
-    def _rebind(bucket: Bucket, limit: Limit) -> bool:
-        """For the C path: True, and ``bucket[1] = limit``, when the two are alike.
-
-        Anything else (a changed plan, a drain's ``Held``) C hands to Python.
-        """
-        owner = bucket[1]
-        if type(owner) is Limit and owner.signature == limit.signature:
-            bucket[1] = limit
-            return True
-        return False
-
-    @staticmethod
-    def _adopt(bucket: Bucket, limit: Limit, now_ns: int) -> int | None:
-        """Keep ``bucket`` under ``limit`` from now on: its state converted and clamped.
-
-        Called whenever ``bucket[1]`` is not ``limit`` itself: another equal
-        object (nothing to convert), a changed plan (``_gcra.converted``), or
-        a drain's ``Held``, kept while the bucket is still beyond empty.
-        Returns the state (None: full); ``bucket[1]`` is ``limit`` or ``Held``.
-        """
-        owner = bucket[1]
-        now = now_ns * limit.units_per_ns
-        if type(owner) is Held:
-            held_until_ns: int | None = owner.deadline(now_ns)
-            old: Limit = owner.limit
-        else:
-            held_until_ns, old = None, owner
-        tat = converted(old.signature, limit.signature, bucket[0], now_ns, held_until_ns)
-        if held_until_ns is not None and tat is not None and tat > now + limit.capacity_units:
-            bucket[1] = Held(limit, held_until_ns, owner.for_ns)
-        else:
-            bucket[1] = limit
-        bucket[0] = now if tat is None else tat
-        return tat
-
-    def _held_decision(self, bucket: Bucket, now_ns: int, cost: int) -> Decision:
-        """The refusal of a bucket held by a drain (``_adopt`` has clamped it)."""
-        held: Held = bucket[1]
-        step = evaluate(held.limit, bucket[0], now_ns, cost, held.deadline(now_ns))
-        return from_nanoseconds(False, step.remaining, step.retry_ns, step.reset_ns, held.limit)
 
     def _set_tat(
         self, limit: Limit, key: Key, tat: int | None, now_ns: int, owner: Held | None = None

@@ -1,7 +1,7 @@
 """Limits that change on live buckets, and drains (docs/design.md §3, §7), at fixed instants.
 
 The conversion and the hold are ``_gcra.converted``, ``_gcra.drained`` and
-``_gcra.clamped``; ``MemoryStore._adopt`` is where memory:// (both paths)
+``_gcra.clamped``; ``_buckets.adopt`` is where memory:// (both paths)
 meets them. tests/test_contract.py runs the same rules on every backend.
 """
 

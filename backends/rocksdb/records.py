@@ -234,7 +234,7 @@ def state_under(
     """A state kept under ``signature`` (and a hold: deadline, length) read under ``limit``.
 
     Converted (``_gcra.converted``) and clamped at ``now_ns``, as
-    ``MemoryStore._adopt`` does for a bucket in memory: the hold is kept
+    ``_buckets.adopt`` does for a bucket in memory: the hold is kept
     while the bucket is beyond empty, its deadline never more than its
     length ahead.
 
