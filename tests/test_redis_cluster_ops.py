@@ -104,7 +104,6 @@ def _replicated(master: RedisProcess, replica: RedisProcess) -> bool:
         copy.close()
 
 
-
 # Real time is the point here (a replica's promotion takes seconds), and on a
 # loaded 2-core machine it once ran past its bounds: `make stress` runs it.
 @pytest.mark.slow
