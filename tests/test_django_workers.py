@@ -51,6 +51,18 @@ def test_seven_requests_across_workers_on_redis_then_429(
     assert len({pid for _, pid in served}) == 8
 
 
+@pytest.mark.parametrize("path", ["/pizza", "/pasta"])
+def test_seven_requests_across_workers_on_lmdb_then_429(
+    path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No server: the workers share one LMDB map on this host (and the app,
+    # preloaded, made its limiter before the fork: each worker reopens it).
+    pytest.importorskip("bucketcore.backends.lmdb", reason="the lmdb backend is not here")
+    served = serve_demo(f"lmdb://{tmp_path}/demo-data", tmp_path, monkeypatch, path)
+    assert [status for status, _ in served] == [200] * 7 + [429]
+    assert len({pid for _, pid in served}) == 8
+
+
 def test_memory_is_per_process_so_workers_do_not_share(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
