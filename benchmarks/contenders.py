@@ -51,11 +51,12 @@ class Policy:
 
 
 BURST = 10**12
-# Every call allowed, and each visit leaves an hour of debt: buckets stay
-# resident (not full) between visits of their key. The burst is what an
-# hour's rate refills in a year, the longest horizon a Limit may have
-# (docs/design.md §3), far more than any run visits one key.
-IN_USE = Policy(1, 3600.0, 8760)
+# Every call allowed, and each visit leaves a minute of debt: buckets stay
+# resident (not full) between visits of their key. The burst is what that
+# rate refills in a year, the longest horizon a Limit may have
+# (docs/design.md §3): 525,600 visits of one key, far more than any group
+# makes (a hot key on a store: 5 rounds of 3,000 calls).
+IN_USE = Policy(1, 60.0, 525_600)
 # IN_USE for one hot key on Redis (far fewer calls a second than memory):
 # thirty seconds of debt per call, a burst no run gets near.
 SHARED_IN_USE = Policy(1, 30.0, 10**6)
