@@ -25,10 +25,10 @@ never stretches the hold beyond the length that was asked.
 This module is the reference (docs/design.md §7). The copies that exist for
 speed or place, and the tests that hold each equal to it:
 
-- ``MemoryStore.checked_try_acquire`` / ``checked_acquire``: the one-limit
-  step inlined on the hot path (tests/test_hot_path.py: a table at fixed
+- ``PythonPath.try_acquire`` / ``acquire`` (bucketcore/_python_path.py): the
+  one-limit step inlined on memory://'s Python hot path (tests/test_hot_path.py: a table at fixed
   instants; tests/test_model.py, tests/test_fastpath.py).
-- ``MemoryStore._persisted_try_acquire``: the same step for a store with a
+- ``PythonPath.persisted_try_acquire``: the same step for a store with a
   persistence (rocksdb://) (tests/test_fastpath.py: C and pure-Python
   RocksDB stores, records included; tests/test_rocksdb.py).
 - ``bucketcore/_fastpath.c``: the same calls in C, for up to eight limits

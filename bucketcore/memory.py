@@ -35,10 +35,10 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import SplitResult
 
-from bucketcore._buckets import Table, adopt, held_decision, rebind
+from bucketcore._buckets import Table, adopt, rebind
 from bucketcore._gcra import (
     Held,
     Step,
@@ -49,16 +49,13 @@ from bucketcore._gcra import (
     refunded,
 )
 from bucketcore._keys import (
-    MAX_KEY_BYTES,
     Key,
     canonical_key,
     check_call,
-    check_cost,
-    check_key,
-    check_limits,
 )
+from bucketcore._python_path import PythonPath
 from bucketcore._sweep import Sweep
-from bucketcore.decision import Decision, _DecisionDraft, from_nanoseconds, seconds_at_least
+from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError
 from bucketcore.limit import Limit
 from bucketcore.persistence import BucketId, Change, Persistence
@@ -122,9 +119,15 @@ class MemoryStore:
         self._created_since_sweep = 0
         self._sweep_every_calls = self._calls_until_sweep = _SWEEP_EVERY_CALLS  # C reads it
         self._fast: _fastpath.FastPath | None = None
-        if persistence is not None:  # decide in Python, telling the persistence
-            self.checked_try_acquire = self._persisted_try_acquire  # type: ignore[method-assign]
-            self.checked_acquire = self._persisted_acquire  # type: ignore[method-assign]
+        # The one-limit step inlined in Python (bucketcore/_python_path.py);
+        # with a persistence, the variant that tells it every new state.
+        self._python = python = PythonPath(self)
+        self.checked_try_acquire: Callable[..., bool] = (
+            python.try_acquire if persistence is None else python.persisted_try_acquire
+        )
+        self.checked_acquire: Callable[..., Decision] = (
+            python.acquire if persistence is None else python.persisted_acquire
+        )
         # A persistence that writes each state at once (rocksdb wal) may let
         # C write its records too: it then has a ``record_writer``.
         record_writer = getattr(persistence, "record_writer", None)
@@ -133,8 +136,8 @@ class MemoryStore:
             # checked_* methods bound now do, under the same lock and on the
             # same tables; any other call it hands to them unchanged.
             self._fast = _fastpath.FastPath(self, record_writer)
-            self.checked_try_acquire = self._fast.try_acquire  # type: ignore[method-assign]
-            self.checked_acquire = self._fast.acquire  # type: ignore[method-assign]
+            self.checked_try_acquire = self._fast.try_acquire
+            self.checked_acquire = self._fast.acquire
             self.checked_peek = self._fast.peek  # type: ignore[method-assign]
         if persistence is None:
             _per_process_stores.add(self)
@@ -175,200 +178,13 @@ class MemoryStore:
 
     def try_acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> bool:
         if self._persistence is not None:  # the Python path, whatever C would take
-            return self._persisted_try_acquire(key, *limits, cost=cost)
+            return self._python.persisted_try_acquire(key, *limits, cost=cost)
         return self.checked_try_acquire(key, *limits, cost=cost)
 
     def acquire(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         if self._persistence is not None:
-            return self._persisted_acquire(key, *limits, cost=cost)
+            return self._python.persisted_acquire(key, *limits, cost=cost)
         return self.checked_acquire(key, *limits, cost=cost)
-
-    def checked_try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
-        """``Limiter.try_acquire`` for memory://: it validates, then decides.
-
-        A store with a persistence never comes here (see ``__init__``).
-
-        >>> MemoryStore().checked_try_acquire("alice", Limit(1, 1.0))
-        True
-        """
-        if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
-            check_key(key)
-            key = canonical_key(key)
-        if type(cost) is not int or cost < 1:
-            check_cost(cost)
-        if len(limits) != 1 or type(limits[0]) is not Limit:
-            return self._decide(key, check_limits(limits), cost, consume=True).allowed
-        # The single-limit case of _gcra.evaluate, inlined: this is the hot path.
-        limit = limits[0]
-        lock = self._lock
-        lock.acquire()
-        try:
-            now_ns = self._clock()
-            now = now_ns * limit.units_per_ns
-            try:
-                bucket = self._tables[limit.identity].get(key)
-            except KeyError:  # the limit's first bucket
-                bucket = None
-            if bucket is None:
-                after = now + cost * limit.token_units
-                if after - now > limit.capacity_units:
-                    return False
-                self._create(limit, key, after, now_ns)
-                return True
-            if bucket[1] is not limit:
-                adopt(bucket, limit, now_ns)
-            tat = bucket[0]
-            after = (now if tat < now else tat) + cost * limit.token_units
-            if after - now > limit.capacity_units:
-                if bucket[1] is limit:  # not held by a drain: undo a clock step back, if any
-                    bucket[0] = clamped(limit, tat, now)
-                return False
-            bucket[0] = after
-            return True
-        finally:
-            self._calls_until_sweep -= 1
-            if self._calls_until_sweep <= 0:
-                self._sweep_after_calls()
-            lock.release()
-
-    def checked_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
-        """``Limiter.acquire`` for memory://: it validates, then decides.
-
-        >>> MemoryStore().checked_acquire("alice", Limit(3, 1.0)).remaining
-        2
-        """
-        if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii():
-            check_key(key)
-            key = canonical_key(key)
-        if type(cost) is not int or cost < 1:
-            check_cost(cost)
-        if len(limits) != 1 or type(limits[0]) is not Limit:
-            return self._decide(key, check_limits(limits), cost, consume=True)
-        # As in checked_try_acquire; only the allowed case is inlined.
-        limit = limits[0]
-        lock = self._lock
-        lock.acquire()
-        try:
-            now_ns = self._clock()
-            units = limit.units_per_ns
-            now = now_ns * units
-            try:
-                bucket = self._tables[limit.identity].get(key)
-            except KeyError:  # the limit's first bucket
-                bucket = None
-            if bucket is None:
-                tat = None
-                debt = cost * limit.token_units
-                if debt <= limit.capacity_units:
-                    self._create(limit, key, now + debt, now_ns)
-            else:
-                if bucket[1] is not limit:
-                    adopt(bucket, limit, now_ns)
-                tat = bucket[0]
-                debt = (now if tat < now else tat) + cost * limit.token_units - now
-                if debt <= limit.capacity_units:
-                    bucket[0] = now + debt
-                elif bucket[1] is limit:  # not held by a drain: undo a clock step back
-                    tat = bucket[0] = clamped(limit, tat, now)
-                else:
-                    return held_decision(bucket, now_ns, cost)
-        finally:
-            self._calls_until_sweep -= 1
-            if self._calls_until_sweep <= 0:
-                self._sweep_after_calls()
-            lock.release()
-        capacity = limit.capacity_units
-        if debt > capacity:
-            step = evaluate(limit, tat, now_ns, cost)
-            return from_nanoseconds(False, step.remaining, step.retry_ns, step.reset_ns, limit)
-        reset_ns = debt if units == 1 else -(-debt // units)
-        # make_decision(...), inlined: the call alone is a tenth of the budget.
-        decision = _new_draft(_DecisionDraft)
-        decision.allowed = True
-        decision.remaining = (capacity - debt) // limit.token_units
-        decision.retry_after = 0.0
-        decision.reset_after = (
-            _nextafter(reset_ns / 1e9, _INF)
-            if reset_ns < _EXACT_FLOAT_INT
-            else seconds_at_least(reset_ns)
-        )
-        decision.limit = limit
-        decision.degraded = False
-        decision.__class__ = Decision  # type: ignore[assignment]
-        return decision  # type: ignore[return-value]
-
-    # -- with a persistence: the single-limit calls, a little faster ---------
-
-    # The generic ``_decide`` costs about five times memory's inlined path
-    # (lists of steps, a Decision built from them), more than a RocksDB put.
-    # These inline the single-limit case and stage the new state before
-    # memory changes, so a refused write leaves the bucket as it was. The
-    # C path (rocksdb wal) answers resident buckets and sends the rest here.
-
-    def _persisted_try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
-        """``checked_try_acquire`` of a store with a persistence."""
-        checked = check_call(key, limits, cost)
-        key = canonical_key(key)
-        if len(checked) != 1:
-            return self._decide(key, checked, cost, consume=True).allowed
-        limit = checked[0]
-        persistence: Persistence = self._persistence  # type: ignore[assignment]
-        lock = self._lock
-        lock.acquire()
-        try:
-            now_ns = self._clock()
-            now = now_ns * limit.units_per_ns
-            table = self._tables.get(limit.identity)
-            bucket = None if table is None else table.get(key)
-            if bucket is None:  # a held bucket loads beyond empty: denied below
-                tat = persistence.load((limit.identity, key), limit, now_ns).tat
-            else:
-                if bucket[1] is not limit:
-                    adopt(bucket, limit, now_ns)
-                tat = bucket[0]
-            after = (now if tat is None or tat < now else tat) + cost * limit.token_units
-            if after - now > limit.capacity_units:
-                if bucket is not None and bucket[1] is limit:  # undo a clock step back
-                    bucket[0] = clamped(limit, tat, now)  # (a load is clamped already)
-                return False
-            persistence.stage([((limit.identity, key), limit, after)], now_ns)
-            if bucket is None:
-                self._create(limit, key, after, now_ns)
-            else:
-                bucket[0] = after
-        finally:
-            self._calls_until_sweep -= 1
-            if self._calls_until_sweep <= 0:
-                self._sweep_after_calls()
-            lock.release()
-        persistence.settle()
-        return True
-
-    def _persisted_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> Decision:
-        """``checked_acquire`` of a store with a persistence."""
-        checked = check_call(key, limits, cost)
-        key = canonical_key(key)
-        if len(checked) != 1:
-            return self._decide(key, checked, cost, consume=True)
-        limit = checked[0]
-        persistence: Persistence = self._persistence  # type: ignore[assignment]
-        with self._lock:
-            now_ns = self._clock()
-            table = self._tables.get(limit.identity)
-            bucket = None if table is None else table.get(key)
-            step = self._evaluate(limit, key, now_ns, cost)
-            if step.allowed:
-                persistence.stage([((limit.identity, key), limit, step.tat)], now_ns)
-                if bucket is None:
-                    self._create(limit, key, step.tat, now_ns)
-                else:
-                    bucket[0] = step.tat
-            self._calls_until_sweep -= 1
-            if self._calls_until_sweep <= 0:
-                self._sweep_after_calls()
-        if step.allowed:
-            persistence.settle()
-        return from_nanoseconds(step.allowed, step.remaining, step.retry_ns, step.reset_ns, limit)
 
     def peek(self, key: Key, limits: tuple[Limit, ...], cost: int) -> Decision:
         return self._decide(key, limits, cost, consume=False)
