@@ -16,7 +16,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from bucketcore.errors import ConfigurationError
 
-__all__ = ["SECRET_OPTIONS", "redacted", "secrets_of", "split_url"]
+__all__ = ["SECRET_OPTIONS", "directory_of", "redacted", "secrets_of", "split_url"]
 
 MASK = "***"
 
@@ -110,3 +110,24 @@ def split_url(url: object) -> SplitResult:
     if parts.fragment:
         raise ConfigurationError(f"a store URL takes no #fragment: {shown!r}")
     return parts
+
+
+def directory_of(url: SplitResult) -> str:
+    """The directory a store URL names: ``scheme:///absolute`` or ``scheme://./relative``.
+
+    >>> directory_of(urlsplit("lmdb://./data/limits")), directory_of(urlsplit("rocksdb:///var/x"))
+    ('./data/limits', '/var/x')
+    """
+    scheme = url.scheme.lower()
+    if url.netloc in ("", "localhost"):
+        path = url.path
+    elif url.netloc in (".", ".."):
+        path = url.netloc + url.path
+    else:
+        raise ConfigurationError(
+            f"{scheme} URL {redacted(url)!r}: use {scheme}:///absolute/path or "
+            f"{scheme}://./relative/path"
+        )
+    if path in ("", "/", ".", "..", "./", "../"):
+        raise ConfigurationError(f"{scheme} URL {redacted(url)!r} names no directory")
+    return path

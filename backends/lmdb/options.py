@@ -1,8 +1,5 @@
 """``lmdb://`` URLs and options, checked before anything is opened.
 
->>> from urllib.parse import urlsplit
->>> path_from_url(urlsplit("lmdb://./data/limits"))
-'./data/limits'
 >>> map_size_option("-1")
 Traceback (most recent call last):
 ...
@@ -12,7 +9,6 @@ bucketcore.errors.ConfigurationError: option map_size must be an int from 65536 
 from __future__ import annotations
 
 import os
-from urllib.parse import SplitResult
 
 from bucketcore._options import count
 from bucketcore.errors import ConfigurationError
@@ -23,7 +19,6 @@ __all__ = [
     "MIN_MAP_SIZE",
     "checked_path",
     "map_size_option",
-    "path_from_url",
 ]
 
 MIN_MAP_SIZE = 1 << 16
@@ -38,21 +33,6 @@ def map_size_option(value: object) -> int:
     65536
     """
     return count("map_size", value, minimum=MIN_MAP_SIZE, maximum=MAX_MAP_SIZE)
-
-
-def path_from_url(url: SplitResult) -> str:
-    """The directory an ``lmdb:///abs`` or ``lmdb://./relative`` URL names."""
-    if url.netloc in ("", "localhost"):
-        path = url.path
-    elif url.netloc in (".", ".."):
-        path = url.netloc + url.path
-    else:
-        raise ConfigurationError(
-            f"lmdb URL {url.geturl()!r}: use lmdb:///absolute/path or lmdb://./relative/path"
-        )
-    if path in ("", "/", ".", "..", "./", "../") or url.fragment:
-        raise ConfigurationError(f"lmdb URL {url.geturl()!r} names no directory")
-    return path
 
 
 def checked_path(path: object, *, create: bool) -> str:

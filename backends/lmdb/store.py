@@ -28,6 +28,7 @@ import lmdb
 from bucketcore._gcra import Step, decision_from_steps, drained, evaluate, refunded
 from bucketcore._keys import MAX_KEY_BYTES, Key, check_call
 from bucketcore._options import choice, flag, seconds
+from bucketcore._urls import directory_of
 from bucketcore.decision import Decision, from_nanoseconds, make_decision, seconds_at_least
 from bucketcore.errors import ConfigurationError, CorruptState, StoreClosed
 from bucketcore.limit import Limit
@@ -38,7 +39,6 @@ from .options import (
     DEFAULT_MAP_SIZE,
     checked_path,
     map_size_option,
-    path_from_url,
 )
 from .records import (
     ANCHOR_KEY,
@@ -551,7 +551,7 @@ def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None
     ...
     bucketcore.errors.ConfigurationError: unknown option(s) for lmdb://: colour
     """
-    path = path_from_url(url)
+    path = directory_of(url)
     merged = split_options(url, options)
     unknown = set(merged) - _KNOWN
     if unknown:

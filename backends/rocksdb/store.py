@@ -31,6 +31,7 @@ import filelock
 import rocksdict
 
 from bucketcore._keys import Key
+from bucketcore._urls import directory_of
 from bucketcore.decision import Decision
 from bucketcore.errors import ConfigurationError, StoreClosed, StoreError
 from bucketcore.limit import Limit
@@ -398,21 +399,6 @@ os.register_at_fork(
 )
 
 
-def _path_from_url(url: SplitResult) -> str:
-    if url.netloc in ("", "localhost"):
-        path = url.path
-    elif url.netloc in (".", ".."):
-        path = url.netloc + url.path
-    else:
-        raise ConfigurationError(
-            f"rocksdb URL {url.geturl()!r}: use rocksdb:///absolute/path or "
-            "rocksdb://./relative/path"
-        )
-    if path in ("", "/", ".", "..", "./", "../"):
-        raise ConfigurationError(f"rocksdb URL {url.geturl()!r} names no directory")
-    return path
-
-
 def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None) -> RocksDBStore:
     """``rocksdb:///abs/path`` or ``rocksdb://./relative/path`` with options.
 
@@ -425,7 +411,7 @@ def open_store(url: SplitResult, options: dict[str, object], clock: Clock | None
     ...
     bucketcore.errors.ConfigurationError: unknown option(s) for rocksdb://: colour
     """
-    path = _path_from_url(url)
+    path = directory_of(url)
     merged = split_options(url, options)
     known = {"durability", "flush_interval", "lock_timeout", "on_corrupt", "create", "wall_clock"}
     unknown = set(merged) - known
