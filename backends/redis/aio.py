@@ -28,19 +28,8 @@ from .errors import ERRORS, chained, map_error
 from .options import Settings
 from .policy import breaker_for
 from .runs import Entry, Many, build_runs, spread
-from .script import (
-    convert,
-    merge,
-    merge_converted,
-    packed,
-    reload,
-    reload_missing,
-    settled,
-    stale,
-)
+from .script import packed, recover, settled
 from .sentinel import AsyncSwitchWatch
-
-_CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
 
 __all__ = ["AsyncRedisStore"]
 
@@ -280,20 +269,17 @@ class AsyncRedisStore:
 async def _drive(
     commands: list[Any], send: Callable[[list[Any]], Awaitable[list[Any]]]
 ) -> list[Any]:
-    """``send(commands)``; those answered NOSCRIPT go again after SCRIPT LOAD; those
-    that met a bucket under another limit go again once it is converted (``script``)."""
+    """``send(commands)``, and what ``script.recover`` asks to send again, if anything."""
     replies = await send(commands)
     if settled(replies):  # the common case: nothing to reload or convert
         return replies
-    missing = reload_missing(commands, replies)
-    if missing:
-        merge(replies, missing, await send(reload(commands, missing)))
-    for _ in range(_CONVERSION_ROUNDS):  # a plan changed: convert, then ask again
-        changed = stale(replies)
-        if not changed:
-            break
-        merge_converted(replies, changed, await send(convert(commands, replies, changed)))
-    return replies
+    flow = recover(commands, replies)
+    try:
+        again = next(flow)
+        while True:
+            again = flow.send(await send(again))
+    except StopIteration:
+        return replies
 
 
 async def _exchange(conn: Any, commands: list[Any]) -> list[Any]:

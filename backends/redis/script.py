@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from importlib import resources
 from typing import Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "merge",
     "merge_converted",
     "packed",
+    "recover",
     "reload",
     "reload_missing",
     "resp",
@@ -368,3 +369,29 @@ def as_eval(command: Any) -> Any:
     if command[0] != "EVALSHA" or command[1] != SCRIPT_SHA:
         raise ValueError("not an EVALSHA of the bucketcore script")
     return ["EVAL", SCRIPT, *command[2:]]
+
+
+_CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
+
+
+def recover(commands: list[Any], replies: list[Any]) -> Generator[list[Any], list[Any], None]:
+    """What to send again after a first exchange that was not ``settled``.
+
+    Yields each batch to send and is sent its replies: the commands answered
+    NOSCRIPT again after SCRIPT LOAD (``reload``), then those that met a
+    bucket under another limit once it is converted (``convert``). ``replies``
+    is completed in place. The sync and async stores drive it alike, so the
+    recovery is written once; the common, settled exchange never builds it.
+
+    >>> commands, replies = [["EVALSHA", SCRIPT_SHA, 0, b"a"]], [1]
+    >>> list(recover(commands, replies))  # nothing to recover: nothing to send
+    []
+    """
+    missing = reload_missing(commands, replies)
+    if missing:
+        merge(replies, missing, (yield reload(commands, missing)))
+    for _ in range(_CONVERSION_ROUNDS):  # a plan changed: convert, then ask again
+        changed = stale(replies)
+        if not changed:
+            break
+        merge_converted(replies, changed, (yield convert(commands, replies, changed)))

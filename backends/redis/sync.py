@@ -30,19 +30,8 @@ from .errors import ERRORS, chained, is_redirect, map_error
 from .options import Settings
 from .policy import breaker_for
 from .runs import Many
-from .script import (
-    convert,
-    merge,
-    merge_converted,
-    packed,
-    reload,
-    reload_missing,
-    settled,
-    stale,
-)
+from .script import packed, recover, settled
 from .sentinel import SwitchWatch
-
-_CONVERSION_ROUNDS = 3  # another round only if a client changes the plan meanwhile
 
 __all__ = ["RedisStore"]
 
@@ -292,20 +281,17 @@ class RedisStore:
 
 
 def _drive(commands: list[Any], send: Callable[[list[Any]], list[Any]]) -> list[Any]:
-    """``send(commands)``; those answered NOSCRIPT go again after SCRIPT LOAD; those
-    that met a bucket under another limit go again once it is converted (``script``)."""
+    """``send(commands)``, and what ``script.recover`` asks to send again, if anything."""
     replies = send(commands)
     if settled(replies):  # the common case: nothing to reload or convert
         return replies
-    missing = reload_missing(commands, replies)
-    if missing:
-        merge(replies, missing, send(reload(commands, missing)))
-    for _ in range(_CONVERSION_ROUNDS):  # a plan changed: convert, then ask again
-        changed = stale(replies)
-        if not changed:
-            break
-        merge_converted(replies, changed, send(convert(commands, replies, changed)))
-    return replies
+    flow = recover(commands, replies)
+    try:
+        again = next(flow)
+        while True:
+            again = flow.send(send(again))
+    except StopIteration:
+        return replies
 
 
 def _exchange(conn: Any, commands: list[Any]) -> list[Any]:
