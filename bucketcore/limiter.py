@@ -240,6 +240,15 @@ class Limiter:
         """The store this limiter decides with."""
         return self._store
 
+    @property
+    def clock(self) -> Clock:
+        """The clock this limiter reads (monotonic ns), for code that times around it.
+
+        >>> Limiter(clock=lambda: 42).clock()
+        42
+        """
+        return self._clock
+
     def try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
         """Take ``cost`` tokens from every limit, or none; True if taken.
 
@@ -418,6 +427,11 @@ class AsyncLimiter:
     def store(self) -> AsyncStore:
         """The store this limiter decides with."""
         return self._store
+
+    @property
+    def clock(self) -> Clock:
+        """See ``Limiter.clock``."""
+        return self._clock
 
     async def try_acquire(self, key: Key, *limits: Limit, cost: int = 1) -> bool:
         """See ``Limiter.try_acquire``."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -149,9 +148,10 @@ class RateLimitedTransport(_Base):
         key = self._key(request)
         sender = self._sender(request)  # made first: its set-up (TLS context) is slow
         take_turn(self._limiter, key, self.pacing.limits, self._timeout)
-        sent = time.monotonic_ns()
+        clock = self._limiter.clock  # the limiter's: a test drives both with one
+        sent = clock()
         response = sender.handle_request(request)
-        received = time.monotonic_ns()
+        received = clock()
         retry_after = response.headers.get("Retry-After")
         steps = self.pacing.after(key, sent, received, response.status_code, retry_after)
         if steps:
@@ -210,9 +210,10 @@ class AsyncRateLimitedTransport(_AsyncBase):
         key = self._key(request)
         sender = self._sender(request)  # made first: its set-up (TLS context) is slow
         await take_turn_async(self._limiter, key, self.pacing.limits, self._timeout)
-        sent = time.monotonic_ns()
+        clock = self._limiter.clock  # the limiter's: a test drives both with one
+        sent = clock()
         response = await sender.handle_async_request(request)
-        received = time.monotonic_ns()
+        received = clock()
         retry_after = response.headers.get("Retry-After")
         steps = self.pacing.after(key, sent, received, response.status_code, retry_after)
         if steps:

@@ -14,7 +14,6 @@ bucket per origin unless ``key`` names it; a 429 or 503 with
 
 from __future__ import annotations
 
-import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -81,9 +80,10 @@ class RateLimitedAdapter(requests.adapters.HTTPAdapter):
         """Wait for the request's turn, send it, and obey the answer's ``Retry-After``."""
         key = self._key(request)
         take_turn(self._limiter, key, self.pacing.limits, self._timeout)
-        sent = time.monotonic_ns()
+        clock = self._limiter.clock  # the limiter's: a test drives both with one
+        sent = clock()
         response = super().send(request, *args, **kwargs)
-        received = time.monotonic_ns()
+        received = clock()
         retry_after = response.headers.get("Retry-After")
         steps = self.pacing.after(key, sent, received, response.status_code, retry_after)
         if steps:
